@@ -1,0 +1,91 @@
+import { z } from 'zod';
+
+export const UserIdSchema = z.string().min(1).max(128);
+export const UsernameSchema = z
+  .string()
+  .min(3)
+  .max(32)
+  .regex(/^[A-Za-z0-9_.-]+$/, 'must be 3-32 of [A-Za-z0-9_.-]');
+export const UuidSchema = z.uuid();
+export const IsoTime = z.string();
+
+export const UserSchema = z.object({
+  id: UserIdSchema,
+  username: z.string(),
+  displayName: z.string().nullable(),
+  avatarUrl: z.string().nullable(),
+});
+export type User = z.infer<typeof UserSchema>;
+
+export const MessageSchema = z.object({
+  id: z.string(),
+  conversationId: z.string(),
+  senderId: UserIdSchema,
+  content: z.string(),
+  clientMessageId: z.string().nullable(),
+  createdAt: IsoTime,
+  readAt: IsoTime.nullable(),
+});
+export type Message = z.infer<typeof MessageSchema>;
+
+export const BlockStatusSchema = z.object({
+  blockedByMe: z.boolean(),
+  blockedByThem: z.boolean(),
+  canMessage: z.boolean(),
+});
+export type BlockStatus = z.infer<typeof BlockStatusSchema>;
+
+export const PresenceSchema = z.object({
+  isOnline: z.boolean(),
+  lastSeenAt: IsoTime.nullable(),
+});
+export type Presence = z.infer<typeof PresenceSchema>;
+
+export const ConversationSchema = z.object({
+  id: z.string(),
+  participant: UserSchema.extend(PresenceSchema.shape),
+  lastMessage: MessageSchema.nullable(),
+  unreadCount: z.number().int(),
+  blockStatus: BlockStatusSchema,
+  createdAt: IsoTime,
+  updatedAt: IsoTime,
+});
+export type Conversation = z.infer<typeof ConversationSchema>;
+
+export const BlockSchema = z.object({
+  id: z.string(),
+  user: UserSchema,
+  createdAt: IsoTime,
+});
+export type Block = z.infer<typeof BlockSchema>;
+
+export const PageMetaSchema = z.object({
+  nextCursor: z.string().nullable(),
+  hasMore: z.boolean(),
+});
+export type PageMeta = z.infer<typeof PageMetaSchema>;
+
+export interface Page<T> {
+  items: T[];
+  meta: PageMeta;
+}
+export const pageOf = <T extends z.ZodType>(item: T) =>
+  z.object({ items: z.array(item), meta: PageMetaSchema });
+
+export const UnreadCountSchema = z.object({
+  total: z.number().int(),
+  conversations: z.number().int(),
+});
+export type UnreadCount = z.infer<typeof UnreadCountSchema>;
+
+export const ReadResultSchema = z.object({
+  markedCount: z.number().int(),
+  unreadCount: z.number().int(),
+});
+export type ReadResult = z.infer<typeof ReadResultSchema>;
+
+export const NotificationPreferencesSchema = z.object({
+  enabled: z.boolean(),
+  mutedConversationIds: z.array(z.string().max(128)).max(1000),
+});
+export type NotificationPreferences = z.infer<typeof NotificationPreferencesSchema>;

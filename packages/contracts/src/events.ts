@@ -1,0 +1,34 @@
+import { z } from 'zod';
+import { MessageSchema, UserIdSchema } from './dto';
+
+/**
+ * Domain events on the `<prefix>.events.>` stream. Each carries a snapshot of
+ * the conversation's derived state at `version` (per conversation, strictly
+ * increasing), so a projection applies the newest version it has seen and
+ * ignores older or repeated deliveries.
+ */
+const ConversationSnapshot = {
+  eventId: z.string(),
+  conversationId: z.string(),
+  version: z.number().int().positive(),
+  lastMessage: MessageSchema.nullable(),
+  unread: z.array(z.object({ userId: UserIdSchema, count: z.number().int().min(0) })),
+};
+
+export const MessageCreatedEvent = z.object({ ...ConversationSnapshot, message: MessageSchema });
+export type MessageCreatedEvent = z.infer<typeof MessageCreatedEvent>;
+
+export const MessageReadEvent = z.object({
+  ...ConversationSnapshot,
+  readerId: UserIdSchema,
+  lastReadMessageId: z.string(),
+  readAt: z.string(),
+  markedCount: z.number().int(),
+});
+export type MessageReadEvent = z.infer<typeof MessageReadEvent>;
+
+export const EventType = {
+  messageCreated: 'message.created',
+  messageRead: 'message.read',
+} as const;
+export type EventType = (typeof EventType)[keyof typeof EventType];

@@ -1,0 +1,50 @@
+import { z } from 'zod';
+import { ClientMessageIdSchema, ContentSchema } from './content';
+import { NotificationPreferencesSchema, UserIdSchema, UsernameSchema } from './dto';
+
+/**
+ * Bodies of the request/reply subjects. `actor` is the authenticated caller,
+ * set by the gateway from the verified token, never by a client.
+ */
+const Actor = { actor: UserIdSchema };
+const PageRequest = { cursor: z.string().max(512).optional(), limit: z.number().int().min(1).max(100) };
+// Ids are opaque at the bus boundary; an id that cannot exist is a 404, not a 400.
+const Id = z.string().min(1).max(128);
+
+export const UpsertUserRequest = z.object({
+  id: UserIdSchema,
+  username: UsernameSchema,
+  displayName: z.string().max(256).nullable(),
+  avatarUrl: z.string().max(2048).nullable(),
+});
+export const FindUserRequest = z.object({ username: z.string().min(1).max(64) });
+export const GetUsersRequest = z.object({ ids: z.array(UserIdSchema).max(200) });
+
+export const ListConversationsRequest = z.object({ ...Actor, ...PageRequest });
+export const GetConversationRequest = z.object({ ...Actor, conversationId: Id });
+export const GetOrCreateConversationRequest = z.object({ ...Actor, username: z.string().min(1).max(64) });
+export const ParticipantsRequest = z.object({ conversationId: Id });
+export const ParticipantsReply = z.object({ conversationId: z.string(), userIds: z.tuple([UserIdSchema, UserIdSchema]) });
+
+export const ListMessagesRequest = z.object({ ...Actor, conversationId: Id, ...PageRequest });
+export const GetMessageRequest = z.object({ ...Actor, messageId: Id });
+export const SendMessageRequest = z.object({
+  ...Actor,
+  conversationId: Id,
+  content: ContentSchema,
+  clientMessageId: ClientMessageIdSchema.optional(),
+});
+export const ReadMessagesRequest = z.object({ ...Actor, conversationId: Id, messageId: Id.optional() });
+export const UnreadCountRequest = z.object({ ...Actor });
+
+export const BlockByUsernameRequest = z.object({ ...Actor, username: z.string().min(1).max(64) });
+export const ListBlocksRequest = z.object({ ...Actor, ...PageRequest });
+export const BlockStatusRequest = z.object({ userId: UserIdSchema, otherId: UserIdSchema });
+export const BlockStatusManyRequest = z.object({ userId: UserIdSchema, otherIds: z.array(UserIdSchema).max(200) });
+
+export const PresenceQueryRequest = z.object({ userIds: z.array(UserIdSchema).max(200) });
+/** Presence as one caller may see it: anyone in a block with the caller shows offline. */
+export const PresenceQueryForRequest = z.object({ ...Actor, userIds: z.array(UserIdSchema).min(1).max(100) });
+
+export const GetPreferencesRequest = z.object({ ...Actor });
+export const PutPreferencesRequest = z.object({ ...Actor, preferences: NotificationPreferencesSchema });

@@ -1,0 +1,29 @@
+import { z } from 'zod';
+import { ClientMessageIdSchema, ContentSchema } from './content';
+import { NotificationPreferencesSchema } from './dto';
+
+/** REST request bodies and queries as the gateway validates them. */
+export const SendMessageBody = z.strictObject({
+  content: z.string({ error: 'must be a string' }).pipe(ContentSchema),
+  clientMessageId: ClientMessageIdSchema.optional(),
+});
+export const ReadBody = z.strictObject({ messageId: z.string().min(1).max(128).optional() });
+export const CreateBlockBody = z.strictObject({ username: z.string().min(1).max(64) });
+export const PreferencesBody = NotificationPreferencesSchema.strict();
+
+const LimitParam = z
+  .string()
+  .regex(/^\d{1,4}$/, 'must be an integer from 1 to 100')
+  .transform(Number)
+  .pipe(z.number().int().min(1, 'must be at least 1').max(100, 'must be at most 100'));
+
+export const PageQuery = z.object({
+  limit: LimitParam.optional().default(20),
+  cursor: z.string().min(1).max(512).optional(),
+});
+export const PresenceQuery = z.object({
+  userIds: z
+    .string()
+    .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+    .pipe(z.array(z.string().min(1).max(128)).min(1, 'needs 1-100 ids').max(100, 'needs 1-100 ids')),
+});

@@ -1,0 +1,70 @@
+import { z } from 'zod';
+
+/** A NATS subject token: what NATS_PREFIX may be. */
+export const PrefixSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,32}$/, 'must be 1-32 of [A-Za-z0-9_-] (one NATS subject token)');
+
+export const ServiceName = {
+  conversations: 'conversations',
+  messages: 'messages',
+  blocks: 'blocks',
+  presence: 'presence',
+  notifications: 'notifications',
+} as const;
+export type ServiceName = (typeof ServiceName)[keyof typeof ServiceName];
+
+/**
+ * Every subject on the bus, built in one place from the prefix.
+ * Request/reply: `<prefix>.<service>.<verb>`. Domain events: `<prefix>.events.<type>`.
+ */
+export function subjects(prefix: string) {
+  const rr = (service: ServiceName, verb: string) => `${prefix}.${service}.${verb}`;
+  return {
+    conversations: {
+      list: rr('conversations', 'list'),
+      get: rr('conversations', 'get'),
+      getOrCreate: rr('conversations', 'get-or-create'),
+      participants: rr('conversations', 'participants'),
+      upsertUser: rr('conversations', 'upsert-user'),
+      findUser: rr('conversations', 'find-user'),
+      getUsers: rr('conversations', 'get-users'),
+    },
+    messages: {
+      list: rr('messages', 'list'),
+      get: rr('messages', 'get'),
+      send: rr('messages', 'send'),
+      read: rr('messages', 'read'),
+      unreadCount: rr('messages', 'unread-count'),
+    },
+    blocks: {
+      create: rr('blocks', 'create'),
+      remove: rr('blocks', 'remove'),
+      list: rr('blocks', 'list'),
+      status: rr('blocks', 'status'),
+      statusByUsername: rr('blocks', 'status-by-username'),
+      statusMany: rr('blocks', 'status-many'),
+    },
+    presence: {
+      query: rr('presence', 'query'),
+      queryFor: rr('presence', 'query-for'),
+    },
+    notifications: {
+      getPreferences: rr('notifications', 'get-preferences'),
+      putPreferences: rr('notifications', 'put-preferences'),
+    },
+    events: {
+      all: `${prefix}.events.>`,
+      messageEvents: `${prefix}.events.message.>`,
+      messageCreated: `${prefix}.events.message.created`,
+      messageRead: `${prefix}.events.message.read`,
+    },
+  } as const;
+}
+export type Subjects = ReturnType<typeof subjects>;
+
+/** JetStream stream and durable names may not contain dots. */
+export const eventStreamName = (prefix: string) => `${prefix.toUpperCase()}_EVENTS`;
+
+/** Name under which a service registers with the NATS services API (`$SRV.PING.<name>`). */
+export const microServiceName = (prefix: string, service: ServiceName) => `${prefix}-${service}`;

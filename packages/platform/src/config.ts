@@ -1,0 +1,113 @@
+import { readFileSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { PrefixSchema } from '@chat/contracts';
+
+export const DEV_JWT_SECRET = 'dev-only-secret-change-me-0123456789';
+
+const bool = z
+  .union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])])
+  .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
+const port = z.coerce.number().int().min(0).max(65535);
+const csv = z
+  .union([z.string(), z.array(z.string())])
+  .transform((v) => (Array.isArray(v) ? v : v.split(',')).map((s) => s.trim()).filter(Boolean));
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+const url = (protocols: string[]) =>
+  z.string().refine((v) => {
+    try {
+      return protocols.includes(new URL(v).protocol);
+    } catch {
+      return false;
+    }
+  }, `must be a ${protocols.join(' or ')} URL`);
+
+/** Every setting of every process. Env overrides config/config.yaml, which overrides these defaults. */
+export const ConfigSchema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    PORT: port.default(8080),
+    DATABASE_URL: url(['postgres:', 'postgresql:']).default('postgres://postgres@127.0.0.1:5432/chat'),
+    REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+    NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
+    NATS_PREFIX: PrefixSchema.default('chat'),
+    REDIS_PREFIX: z.string().min(1).max(64).default('chat:'),
+    JWT_SECRET: z.string().default(DEV_JWT_SECRET),
+    JWT_JWKS_URL: optionalString.pipe(url(['http:', 'https:']).optional()),
+    JWT_ISSUER: optionalString,
+    JWT_AUDIENCE: optionalString,
+    CORS_ORIGINS: csv.default(['http://localhost:3000', 'http://localhost:8080']),
+    NOTIFICATION_WEBHOOK_URL: optionalString.pipe(url(['http:', 'https:']).optional()),
+    IP_DENYLIST: csv.default([]),
+    TRUST_PROXY: bool.default(false),
+    TLS_CERT_FILE: optionalString,
+    TLS_KEY_FILE: optionalString,
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    OTEL_EXPORTER_OTLP_ENDPOINT: optionalString,
+    RATE_LIMIT_SEND_PER_MIN: z.coerce.number().int().positive().default(30),
+    RATE_LIMIT_CREATE_CONVERSATION_PER_MIN: z.coerce.number().int().positive().default(10),
+    RATE_LIMIT_WS_FRAMES_PER_MIN: z.coerce.number().int().positive().default(120),
+    /** Prometheus port of a non-gateway service; 0 picks a free port. Defaults per service (9101-9105). */
+    METRICS_PORT: port.optional(),
+    /** How long the gateway (and a service calling another) waits for a reply before 503. */
+    REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
+    DB_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  })
+  .superRefine((c, ctx) => {
+    if (!c.JWT_JWKS_URL) {
+      if (Buffer.byteLength(c.JWT_SECRET, 'utf8') < 32)
+        ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'must be at least 32 bytes' });
+      if (c.NODE_ENV === 'production' && c.JWT_SECRET === DEV_JWT_SECRET)
+        ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'the development default is refused when NODE_ENV=production' });
+    }
+    if (Boolean(c.TLS_CERT_FILE) !== Boolean(c.TLS_KEY_FILE))
+      ctx.addIssue({ code: 'custom', path: ['TLS_CERT_FILE'], message: 'TLS_CERT_FILE and TLS_KEY_FILE must be set together' });
+  });
+export type Config = z.infer<typeof ConfigSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../../../config/config.yaml', import.meta.url));
+
+function readYaml(file: string): Record<string, unknown> {
+  if (!existsSync(file)) return {};
+  const parsed: unknown = parseYaml(readFileSync(file, 'utf8'));
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`${file}: expected a mapping of settings`);
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * The only reader of process.env. Unknown keys are ignored; a bad value
+ * throws a ConfigError naming the variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Record<keyof Config, unknown>> = {}): Config {
+  const file = env.CONFIG_FILE ?? DEFAULT_CONFIG_FILE;
+  const fromFile = readYaml(file);
+  const merged: Record<string, unknown> = { ...fromFile };
+  for (const key of Object.keys(ConfigSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') merged[key] = v;
+  }
+  Object.assign(merged, overrides);
+  const result = ConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  return result.data;
+}
+
+export const defaultMetricsPort = {
+  conversations: 9101,
+  messages: 9102,
+  blocks: 9103,
+  presence: 9104,
+  notifications: 9105,
+} as const;

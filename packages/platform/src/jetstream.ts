@@ -1,0 +1,97 @@
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerMessages,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import { eventStreamName, subjects } from '@chat/contracts';
+import type { NatsConnection } from './nats';
+import type { Logger } from './logger';
+
+const DAY_NS = 24 * 60 * 60 * 1_000_000_000;
+
+/**
+ * The domain event stream `<PREFIX>_EVENTS` on `<prefix>.events.>`. Producer and
+ * consumers both ensure it, so services may start in any order.
+ */
+export async function ensureEventStream(nc: NatsConnection, prefix: string): Promise<string> {
+  const jsm = await jetstreamManager(nc);
+  const name = eventStreamName(prefix);
+  const config = {
+    name,
+    subjects: [subjects(prefix).events.all],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    max_age: 7 * DAY_NS,
+    duplicate_window: 2 * 60 * 1_000_000_000,
+  };
+  try {
+    await jsm.streams.info(name);
+  } catch {
+    try {
+      await jsm.streams.add(config);
+    } catch (err) {
+      // Lost a creation race with another service: fine if it exists now.
+      await jsm.streams.info(name).catch(() => {
+        throw err;
+      });
+    }
+  }
+  return name;
+}
+
+export interface ConsumerOptions {
+  prefix: string;
+  durable: string;
+  /** One subject filter (wildcards allowed): multi-filter consumers need nats-server 2.10, Debian 12 ships 2.9. */
+  filterSubject: string;
+  maxDeliver?: number;
+  handle: (subject: string, data: unknown) => Promise<void>;
+  log: Logger;
+}
+
+/**
+ * A durable, explicit-ack pull consumer. A handler that throws is redelivered
+ * with a growing delay up to `maxDeliver` times; handlers must be idempotent.
+ */
+export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Promise<{ stop(): Promise<void> }> {
+  const stream = await ensureEventStream(nc, opts.prefix);
+  const jsm = await jetstreamManager(nc);
+  const maxDeliver = opts.maxDeliver ?? 10;
+  await jsm.consumers.add(stream, {
+    durable_name: opts.durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: opts.filterSubject,
+    max_deliver: maxDeliver,
+    ack_wait: 30_000_000_000,
+  });
+  const consumer = await jetstream(nc).consumers.get(stream, opts.durable);
+  const messages: ConsumerMessages = await consumer.consume({ max_messages: 256 });
+  const done = (async () => {
+    for await (const m of messages) await handleOne(m);
+  })();
+
+  async function handleOne(m: JsMsg) {
+    try {
+      await opts.handle(m.subject, m.json());
+      m.ack();
+    } catch (err) {
+      const attempt = m.info.deliveryCount;
+      opts.log.error({ err, subject: m.subject, attempt, seq: m.seq }, 'event handler failed');
+      if (attempt >= maxDeliver) m.term('handler kept failing');
+      else m.nak(Math.min(30_000, 250 * 2 ** attempt));
+    }
+  }
+
+  return {
+    async stop() {
+      await messages.close();
+      await done.catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,69 @@
+import { connect, headers as natsHeaders, type NatsConnection, type MsgHdrs } from '@nats-io/transport-node';
+import { ChatError, Headers, ReplySchema } from '@chat/contracts';
+import type { z } from 'zod';
+import type { Logger } from './logger';
+
+export type { NatsConnection };
+
+/** Connects with endless reconnects: a NATS restart is waited out, not fatal. */
+export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: url.split(','),
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    waitOnFirstConnect: false,
+  });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') log.warn({ server: s.server }, 'nats: disconnected, reconnecting');
+      else if (s.type === 'reconnect') log.info({ server: s.server }, 'nats: reconnected');
+      else if (s.type === 'error') log.warn({ err: s.error }, 'nats: error');
+    }
+  })().catch(() => undefined);
+  return nc;
+}
+
+export interface RequestOptions {
+  requestId?: string;
+  timeoutMs?: number;
+}
+
+/**
+ * Request/reply over the bus with the shared envelope: resolves with `data`,
+ * rethrows a service's `{ ok: false }` as the same ChatError, and turns "no
+ * responder" or a timeout into SERVICE_UNAVAILABLE naming the subject.
+ */
+export class BusClient {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly defaultTimeoutMs: number,
+    private readonly onDuration?: (subject: string, seconds: number) => void,
+  ) {}
+
+  async request<S extends z.ZodType>(subject: string, body: unknown, schema: S, opts: RequestOptions = {}): Promise<z.output<S>> {
+    const h: MsgHdrs = natsHeaders();
+    if (opts.requestId) h.set(Headers.requestId, opts.requestId);
+    const started = performance.now();
+    let raw: unknown;
+    try {
+      const reply = await this.nc.request(subject, JSON.stringify(body), { timeout: opts.timeoutMs ?? this.defaultTimeoutMs, headers: h });
+      raw = reply.json();
+    } catch (err) {
+      throw new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} did not answer`, { subject, reason: (err as Error).message });
+    } finally {
+      this.onDuration?.(subject, (performance.now() - started) / 1000);
+    }
+    const envelope = ReplySchema.safeParse(raw);
+    if (!envelope.success) throw new ChatError('INTERNAL', `malformed reply on ${subject}`);
+    if (!envelope.data.ok) {
+      const { code, message, details } = envelope.data.error;
+      throw new ChatError(code, message, details);
+    }
+    const data = schema.safeParse(envelope.data.data);
+    if (!data.success) throw new ChatError('INTERNAL', `reply on ${subject} does not match its contract`);
+    return data.data;
+  }
+}
+
+const serviceOf = (subject: string) => subject.split('.')[1] ?? subject;

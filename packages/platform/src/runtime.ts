@@ -1,0 +1,37 @@
+import { loadConfig, type Config } from './config';
+import { createLogger, type Logger } from './logger';
+import { checkBackingServers, describeFailure, type BackingServerFailure } from './preflight';
+import { exitOnSignals, type Stoppable } from './lifecycle';
+
+/**
+ * The body of every `src/main.ts`: read config, check the backing servers
+ * the service needs, start it, stop it on SIGTERM. A bad setting or a
+ * missing server ends the process with one plain line on stderr.
+ */
+export async function runMain(
+  service: string,
+  needs: Array<BackingServerFailure['server']>,
+  start: (config: Config, log: Logger) => Promise<Stoppable>,
+): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    process.stderr.write(`${service}: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  const log = createLogger(service, config.LOG_LEVEL);
+  const failures = await checkBackingServers(config, needs);
+  if (failures.length > 0) {
+    for (const f of failures) process.stderr.write(`${service}: ${describeFailure(f)}\n`);
+    process.exit(1);
+  }
+  try {
+    const app = await start(config, log);
+    exitOnSignals(app, log);
+  } catch (err) {
+    log.fatal({ err }, 'failed to start');
+    process.stderr.write(`${service}: failed to start: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,85 @@
+import { Svcm, type Service, type ServiceMsg } from '@nats-io/services';
+import { ChatError, Headers, isChatError, issuesToDetails, type Reply } from '@chat/contracts';
+import type { z } from 'zod';
+import type { NatsConnection } from './nats';
+import type { Logger } from './logger';
+import type { Metrics } from './metrics';
+
+export interface HandlerContext {
+  requestId: string | undefined;
+  log: Logger;
+}
+
+export interface EndpointDef<S extends z.ZodType = z.ZodType> {
+  /** The full subject, from contracts' `subjects(prefix)`. */
+  subject: string;
+  schema: S;
+  handle: (req: z.output<S>, ctx: HandlerContext) => Promise<unknown>;
+}
+
+/** Builds an endpoint with the request type inferred from its schema. */
+export const endpoint = <S extends z.ZodType>(subject: string, schema: S, handle: EndpointDef<S>['handle']): EndpointDef =>
+  ({ subject, schema, handle }) as unknown as EndpointDef;
+
+/**
+ * Registers endpoints with the NATS services API in its default queue group,
+ * so replicas share the load and `$SRV.PING|STATS|INFO.<name>` discovery works.
+ * The services framework does not await async handlers, so this awaits each
+ * one and always replies: a ChatError as itself, anything else as INTERNAL
+ * (logged with its cause, never sent).
+ */
+export async function startMicroService(
+  nc: NatsConnection,
+  info: { name: string; version: string; description: string },
+  endpoints: EndpointDef[],
+  log: Logger,
+  metrics?: Metrics,
+): Promise<Service> {
+  const svc = await new Svcm(nc).add({ ...info });
+  for (const ep of endpoints) {
+    const verb = ep.subject.split('.').slice(2).join('.');
+    svc.addEndpoint(verb, {
+      subject: ep.subject,
+      handler: (err, msg) => {
+        if (err) {
+          log.error({ err, subject: ep.subject }, 'endpoint subscription failed');
+          return;
+        }
+        void dispatch(ep, verb, msg, log, metrics);
+      },
+    });
+  }
+  return svc;
+}
+
+async function dispatch(ep: EndpointDef, verb: string, msg: ServiceMsg, log: Logger, metrics?: Metrics) {
+  const requestId = msg.headers?.get(Headers.requestId) || undefined;
+  const ctxLog = requestId ? log.child({ requestId }) : log;
+  const end = metrics?.natsHandler.startTimer({ endpoint: verb });
+  let reply: Reply<unknown>;
+  try {
+    let body: unknown;
+    try {
+      body = msg.json();
+    } catch {
+      throw new ChatError('VALIDATION_FAILED', 'request body is not JSON');
+    }
+    const parsed = ep.schema.safeParse(body);
+    if (!parsed.success) throw new ChatError('VALIDATION_FAILED', 'request failed validation', issuesToDetails(parsed.error.issues));
+    reply = { ok: true, data: await ep.handle(parsed.data, { requestId, log: ctxLog }) };
+  } catch (err) {
+    if (isChatError(err)) {
+      reply = { ok: false, error: err.toBody() };
+    } else {
+      ctxLog.error({ err, subject: ep.subject }, 'handler failed');
+      reply = { ok: false, error: { code: 'INTERNAL', message: 'internal error' } };
+    }
+  }
+  end?.({ outcome: reply.ok ? 'ok' : reply.error.code });
+  if (!msg.reply) return;
+  try {
+    msg.respond(JSON.stringify(reply));
+  } catch (err) {
+    ctxLog.warn({ err, subject: ep.subject }, 'could not send reply');
+  }
+}

@@ -1,0 +1,18 @@
+import { startService, type Config, type Database, type Logger } from '@chat/platform';
+import { ConversationsService } from './conversations.service';
+import { conversationEndpoints } from './handlers';
+import { startProjection } from './projection';
+
+/** Composition root of the conversations service: conversations, their list projection and the users directory. */
+export function startConversationsService(config: Config, log: Logger) {
+  return startService<Database>(config, log, {
+    name: 'conversations',
+    description: 'conversations, participants and the users directory',
+    database: { schema: 'conversations', migrations: new URL('../migrations', import.meta.url) },
+    setup: async ({ db, nc, bus, subjects, teardown }) => {
+      const projection = await startProjection(nc, db, config.NATS_PREFIX, log);
+      teardown.add('projection consumer', () => projection.stop());
+      return conversationEndpoints(subjects.conversations, new ConversationsService(db, bus, subjects), db);
+    },
+  });
+}

@@ -1,0 +1,109 @@
+import { ChatError, type Conversation, type Message, type Presence, type BlockStatus, type Page, type Subjects, BlockStatusSchema, PresenceSchema } from '@chat/contracts';
+import { decodeCursor, toPage, newId, iso, isUuid, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
+import { z } from 'zod';
+import { ConversationsRepository, type MembershipRow } from './conversations.repository';
+import { UsersRepository } from './users.repository';
+
+const StatusMap = z.record(z.string(), BlockStatusSchema);
+const PresenceMap = z.record(z.string(), PresenceSchema);
+const OFFLINE: Presence = { isOnline: false, lastSeenAt: null };
+
+export interface CallContext {
+  requestId: string | undefined;
+  log: Logger;
+}
+
+/** Conversations: get-or-create by pair, and each participant's list built from the projection. */
+export class ConversationsService {
+  private readonly repo: ConversationsRepository;
+  private readonly users: UsersRepository;
+
+  constructor(
+    private readonly db: Database,
+    private readonly bus: BusClient,
+    private readonly subjects: Subjects,
+  ) {
+    this.repo = new ConversationsRepository(db);
+    this.users = new UsersRepository(db);
+  }
+
+  async list(actor: string, cursor: string | undefined, limit: number, ctx: CallContext): Promise<Page<Conversation>> {
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const rows = await this.repo.listForUser(actor, after, limit + 1);
+    const page = toPage(rows, limit, (r) => r, (r) => ({ at: r.activity_key, id: r.conversation_id }));
+    return { items: await this.toDtos(actor, page.items, ctx), meta: page.meta };
+  }
+
+  async get(actor: string, conversationId: string, ctx: CallContext): Promise<Conversation> {
+    const row = isUuid(conversationId) ? await this.repo.getForUser(actor, conversationId) : undefined;
+    if (!row) throw new ChatError('CONVERSATION_NOT_FOUND', 'conversation not found');
+    const [dto] = await this.toDtos(actor, [row], ctx);
+    return dto!;
+  }
+
+  /** Race-free: the ordered pair is unique, so concurrent callers converge on one row. */
+  async getOrCreate(actor: string, username: string, ctx: CallContext): Promise<{ conversation: Conversation; created: boolean }> {
+    const other = await this.users.findByUsername(username);
+    if (!other) throw new ChatError('USER_NOT_FOUND', `no user named ${username}`);
+    if (other.id === actor) throw new ChatError('CANNOT_CHAT_WITH_SELF', 'cannot open a conversation with yourself');
+    const [low, high] = actor < other.id ? [actor, other.id] : [other.id, actor];
+    const { id, created } = await withTransaction(this.db, async (tx) => {
+      const repo = new ConversationsRepository(tx);
+      const inserted = await repo.insertPair(newId(), low, high);
+      if (inserted) {
+        await repo.insertMemberships(inserted.id, low, high, inserted.created_at);
+        return { id: inserted.id, created: true };
+      }
+      const existing = await repo.findPair(low, high);
+      if (!existing) throw new Error('conversation pair vanished after a conflict');
+      return { id: existing, created: false };
+    });
+    if (created) ctx.log.info({ conversationId: id, userId: actor }, 'conversation created');
+    return { conversation: await this.get(actor, id, ctx), created };
+  }
+
+  async participants(conversationId: string): Promise<[string, string]> {
+    const pair = isUuid(conversationId) ? await this.repo.participants(conversationId) : undefined;
+    if (!pair) throw new ChatError('CONVERSATION_NOT_FOUND', 'conversation not found');
+    return pair;
+  }
+
+  /** Block status and presence for a whole page in one request each, never one per row. */
+  private async toDtos(actor: string, rows: MembershipRow[], ctx: CallContext): Promise<Conversation[]> {
+    if (rows.length === 0) return [];
+    const otherIds = [...new Set(rows.map((r) => r.user_id))];
+    const [statuses, presence] = await Promise.all([
+      this.bus.request(this.subjects.blocks.statusMany, { userId: actor, otherIds }, StatusMap, { requestId: ctx.requestId }),
+      this.presenceOf(otherIds, ctx),
+    ]);
+    return rows.map((r) => {
+      const status: BlockStatus = statuses[r.user_id] ?? { blockedByMe: false, blockedByThem: false, canMessage: true };
+      const blocked = status.blockedByMe || status.blockedByThem;
+      return {
+        id: r.conversation_id,
+        participant: {
+          id: r.user_id,
+          username: r.username,
+          displayName: r.display_name,
+          avatarUrl: r.avatar_url,
+          ...(blocked ? OFFLINE : (presence[r.user_id] ?? OFFLINE)),
+        },
+        lastMessage: (r.last_message as Message | null) ?? null,
+        unreadCount: r.unread_count,
+        blockStatus: status,
+        createdAt: iso(r.created_at),
+        updatedAt: iso(r.activity_at),
+      };
+    });
+  }
+
+  /** Presence is decoration: when its service is away the list still answers, showing everyone offline. */
+  private async presenceOf(userIds: string[], ctx: CallContext): Promise<Record<string, Presence>> {
+    try {
+      return await this.bus.request(this.subjects.presence.query, { userIds }, PresenceMap, { requestId: ctx.requestId, timeoutMs: 1000 });
+    } catch (err) {
+      ctx.log.warn({ err: (err as Error).message }, 'presence unavailable: showing participants offline');
+      return {};
+    }
+  }
+}

@@ -1,0 +1,4 @@
+import { runMain } from '@chat/platform';
+import { startConversationsService } from './app';
+
+await runMain('conversations', ['PostgreSQL', 'NATS'], startConversationsService);

@@ -1,0 +1,31 @@
+import { MessageCreatedEvent, MessageReadEvent, subjects } from '@chat/contracts';
+import { runConsumer, type Database, type Logger, type NatsConnection } from '@chat/platform';
+import { ConversationsRepository } from './conversations.repository';
+
+/**
+ * Keeps each membership's activity time, last message and unread count in
+ * step with the messages service's events. Every event carries the
+ * conversation's full derived state at a version, so applying "newest
+ * version wins" is idempotent and indifferent to redelivery order.
+ */
+export async function startProjection(nc: NatsConnection, db: Database, prefix: string, log: Logger) {
+  const s = subjects(prefix).events;
+  const repo = new ConversationsRepository(db);
+  return runConsumer(nc, {
+    prefix,
+    durable: 'conversations-projection',
+    filterSubject: s.messageEvents,
+    log,
+    handle: async (subject, data) => {
+      if (subject !== s.messageCreated && subject !== s.messageRead) return;
+      const event = subject === s.messageCreated ? MessageCreatedEvent.parse(data) : MessageReadEvent.parse(data);
+      await repo.applySnapshot({
+        conversationId: event.conversationId,
+        version: event.version,
+        lastMessage: event.lastMessage,
+        lastMessageAt: event.lastMessage?.createdAt ?? null,
+        unread: event.unread,
+      });
+    },
+  });
+}

@@ -1,0 +1,20 @@
+import type { Context } from 'hono';
+import type { Subjects } from '@chat/contracts';
+import type { BusClient } from '@chat/platform';
+import type { z } from 'zod';
+import type { GatewayEnv } from './http';
+
+/**
+ * What a route needs of the bus: one request to the owning service, with the
+ * verified caller as `actor` and the request id in the headers.
+ */
+export class Bus {
+  constructor(
+    private readonly client: BusClient,
+    readonly s: Subjects,
+  ) {}
+
+  call<S extends z.ZodType>(c: Context<GatewayEnv>, subject: string, body: Record<string, unknown>, schema: S): Promise<z.output<S>> {
+    return this.client.request(subject, { ...body, actor: c.get('principal').id }, schema, { requestId: c.get('requestId') });
+  }
+}

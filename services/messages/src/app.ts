@@ -1,0 +1,21 @@
+import { ensureEventStream, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { messageEndpoints } from './handlers';
+import { MessagesService } from './messages.service';
+import { OutboxRelay } from './outbox-relay';
+
+/** Composition root of the messages service: messages, read markers, unread counters and their outbox. */
+export function startMessagesService(config: Config, log: Logger) {
+  return startService<Database>(config, log, {
+    name: 'messages',
+    description: 'messages, read markers, unread counters and their events',
+    database: { schema: 'messages', migrations: new URL('../migrations', import.meta.url) },
+    setup: async ({ db, nc, bus, subjects, teardown }) => {
+      await ensureEventStream(nc, config.NATS_PREFIX);
+      const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, log);
+      relay.start();
+      // Registered before the endpoints' stop step, so it runs after it: the relay drains what the last requests wrote.
+      teardown.add('outbox relay', () => relay.stop());
+      return messageEndpoints(subjects.messages, new MessagesService(db, bus, subjects, () => relay.kick()));
+    },
+  });
+}

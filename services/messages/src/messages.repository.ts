@@ -1,0 +1,194 @@
+import type { Message } from '@chat/contracts';
+import { iso, type Cursor, type Queryable } from '@chat/platform';
+
+export interface MessageRow {
+  id: string;
+  conversation_id: string;
+  sender_id: string;
+  content: string;
+  client_message_id: string | null;
+  created_at: Date;
+  created_key: string;
+  read_at: Date | null;
+  [k: string]: unknown;
+}
+
+export interface ConversationRow {
+  id: string;
+  user_a: string;
+  user_b: string;
+  version: string;
+  last_message_id: string | null;
+  [k: string]: unknown;
+}
+
+export const toMessage = (r: MessageRow): Message => ({
+  id: r.id,
+  conversationId: r.conversation_id,
+  senderId: r.sender_id,
+  content: r.content,
+  clientMessageId: r.client_message_id,
+  createdAt: iso(r.created_at),
+  readAt: r.read_at ? iso(r.read_at) : null,
+});
+
+const COLUMNS = 'id, conversation_id, sender_id, content, client_message_id, created_at, created_at::text AS created_key, read_at';
+
+export class MessagesRepository {
+  constructor(private readonly db: Queryable) {}
+
+  async findConversation(id: string): Promise<ConversationRow | undefined> {
+    const { rows } = await this.db.query<ConversationRow>('SELECT * FROM conversations WHERE id = $1', [id]);
+    return rows[0];
+  }
+
+  /** Records a conversation learnt from the conversations service; concurrent learners converge. */
+  async insertConversation(id: string, a: string, b: string): Promise<void> {
+    await this.db.query(
+      `WITH c AS (INSERT INTO conversations (id, user_a, user_b) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING RETURNING id)
+       INSERT INTO participants (conversation_id, user_id) SELECT id, u FROM c, unnest(ARRAY[$2, $3]) AS u`,
+      [id, a, b],
+    );
+  }
+
+  /** Locks the conversation for the rest of the transaction: sends and reads of one conversation take turns. */
+  async lockConversation(id: string): Promise<ConversationRow> {
+    const { rows } = await this.db.query<ConversationRow>('SELECT * FROM conversations WHERE id = $1 FOR UPDATE', [id]);
+    return rows[0]!;
+  }
+
+  async findByClientId(conversationId: string, senderId: string, clientMessageId: string): Promise<MessageRow | undefined> {
+    const { rows } = await this.db.query<MessageRow>(
+      `SELECT ${COLUMNS} FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_message_id = $3`,
+      [conversationId, senderId, clientMessageId],
+    );
+    return rows[0];
+  }
+
+  /**
+   * Inserts at a time strictly after the conversation's last message, so the
+   * (created_at, id) order is the commit order even if clocks step back.
+   * Returns nothing when the clientMessageId was taken by a concurrent send.
+   */
+  async insert(m: { id: string; conversationId: string; senderId: string; content: string; clientMessageId: string | null }): Promise<MessageRow | undefined> {
+    const { rows } = await this.db.query<MessageRow>(
+      `INSERT INTO messages (id, conversation_id, sender_id, content, client_message_id, created_at)
+       SELECT $1, $2, $3, $4, $5, GREATEST(clock_timestamp(), c.last_message_at + interval '1 microsecond')
+       FROM conversations c WHERE c.id = $2
+       ON CONFLICT ON CONSTRAINT messages_client_message_id_unique DO NOTHING
+       RETURNING ${COLUMNS}`,
+      [m.id, m.conversationId, m.senderId, m.content, m.clientMessageId],
+    );
+    return rows[0];
+  }
+
+  async recordLastMessage(conversationId: string, id: string, at: Date): Promise<number> {
+    const { rows } = await this.db.query<{ version: string }>(
+      `UPDATE conversations SET last_message_id = $2, last_message_at = $3, version = version + 1 WHERE id = $1 RETURNING version`,
+      [conversationId, id, at],
+    );
+    return Number(rows[0]!.version);
+  }
+
+  async bumpVersion(conversationId: string): Promise<number> {
+    const { rows } = await this.db.query<{ version: string }>('UPDATE conversations SET version = version + 1 WHERE id = $1 RETURNING version', [conversationId]);
+    return Number(rows[0]!.version);
+  }
+
+  async incrementUnread(conversationId: string, userId: string): Promise<void> {
+    await this.db.query('UPDATE participants SET unread_count = unread_count + 1 WHERE conversation_id = $1 AND user_id = $2', [conversationId, userId]);
+  }
+
+  async unreadCounts(conversationId: string): Promise<Array<{ userId: string; count: number }>> {
+    const { rows } = await this.db.query<{ user_id: string; unread_count: number }>(
+      'SELECT user_id, unread_count FROM participants WHERE conversation_id = $1 ORDER BY user_id',
+      [conversationId],
+    );
+    return rows.map((r) => ({ userId: r.user_id, count: r.unread_count }));
+  }
+
+  /** True when `target` lies past the reader's marker: the marker only moves forward. */
+  async isPastReadMarker(conversationId: string, readerId: string, target: Cursor): Promise<boolean> {
+    const { rows } = await this.db.query<{ past: boolean }>(
+      `SELECT (p.last_read_id IS NULL OR m.id IS NULL OR ($3::timestamptz, $4::uuid) > (m.created_at, m.id)) AS past
+       FROM participants p LEFT JOIN messages m ON m.id = p.last_read_id
+       WHERE p.conversation_id = $1 AND p.user_id = $2`,
+      [conversationId, readerId, target.at, target.id],
+    );
+    return rows[0]?.past ?? false;
+  }
+
+  async findInConversation(conversationId: string, messageId: string): Promise<MessageRow | undefined> {
+    const { rows } = await this.db.query<MessageRow>(`SELECT ${COLUMNS} FROM messages WHERE conversation_id = $1 AND id = $2`, [conversationId, messageId]);
+    return rows[0];
+  }
+
+  async latest(conversationId: string): Promise<MessageRow | undefined> {
+    const { rows } = await this.db.query<MessageRow>(
+      `SELECT ${COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1`,
+      [conversationId],
+    );
+    return rows[0];
+  }
+
+  /** Marks the other user's unread messages up to and including `upTo`; returns how many. */
+  async markRead(conversationId: string, readerId: string, upTo: Cursor): Promise<{ count: number; readAt: Date | null }> {
+    const { rows } = await this.db.query<{ count: string; read_at: Date | null }>(
+      `WITH marked AS (
+         UPDATE messages SET read_at = clock_timestamp()
+         WHERE conversation_id = $1 AND sender_id <> $2 AND read_at IS NULL
+           AND (created_at, id) <= ($3::timestamptz, $4::uuid)
+         RETURNING read_at)
+       SELECT count(*) AS count, max(read_at) AS read_at FROM marked`,
+      [conversationId, readerId, upTo.at, upTo.id],
+    );
+    return { count: Number(rows[0]!.count), readAt: rows[0]!.read_at };
+  }
+
+  /** Recounts from the messages themselves, so the counter cannot drift. */
+  async setReadState(conversationId: string, readerId: string, lastReadId: string): Promise<number> {
+    const { rows } = await this.db.query<{ unread_count: number }>(
+      `UPDATE participants SET last_read_id = $3, last_read_at = clock_timestamp(),
+         unread_count = (SELECT count(*) FROM messages WHERE conversation_id = $1 AND sender_id <> $2 AND read_at IS NULL)
+       WHERE conversation_id = $1 AND user_id = $2 RETURNING unread_count`,
+      [conversationId, readerId, lastReadId],
+    );
+    return rows[0]!.unread_count;
+  }
+
+  async page(conversationId: string, before: Cursor | undefined, limit: number): Promise<MessageRow[]> {
+    const { rows } = before
+      ? await this.db.query<MessageRow>(
+          `SELECT ${COLUMNS} FROM messages WHERE conversation_id = $1 AND (created_at, id) < ($2::timestamptz, $3::uuid)
+           ORDER BY created_at DESC, id DESC LIMIT $4`,
+          [conversationId, before.at, before.id, limit],
+        )
+      : await this.db.query<MessageRow>(
+          `SELECT ${COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`,
+          [conversationId, limit],
+        );
+    return rows;
+  }
+
+  async getWithParticipants(messageId: string): Promise<(MessageRow & { user_a: string; user_b: string }) | undefined> {
+    const { rows } = await this.db.query<MessageRow & { user_a: string; user_b: string }>(
+      `SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_message_id, m.created_at, m.created_at::text AS created_key,
+              m.read_at, c.user_a, c.user_b
+       FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $1`,
+      [messageId],
+    );
+    return rows[0];
+  }
+
+  async unreadTotals(userId: string): Promise<{ total: number; conversations: number }> {
+    const { rows } = await this.db.query<{ total: string | null; conversations: string }>(
+      'SELECT sum(unread_count) AS total, count(*) AS conversations FROM participants WHERE user_id = $1 AND unread_count > 0',
+      [userId],
+    );
+    return { total: Number(rows[0]?.total ?? 0), conversations: Number(rows[0]?.conversations ?? 0) };
+  }
+
+  async appendOutbox(eventId: string, subject: string, payload: unknown): Promise<void> {
+    await this.db.query('INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)', [eventId, subject, JSON.stringify(payload)]);
+  }
+}

@@ -1,0 +1,177 @@
+import {
+  BlockStatusSchema,
+  ChatError,
+  EventType,
+  ParticipantsReply,
+  type Message,
+  type MessageCreatedEvent,
+  type MessageReadEvent,
+  type Page,
+  type ReadResult,
+  type Subjects,
+  type UnreadCount,
+} from '@chat/contracts';
+import { decodeCursor, iso, isUuid, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
+import { MessagesRepository, toMessage, type ConversationRow } from './messages.repository';
+
+export interface CallContext {
+  requestId: string | undefined;
+  log: Logger;
+}
+
+export interface SendInput {
+  actor: string;
+  conversationId: string;
+  content: string;
+  clientMessageId?: string | undefined;
+}
+
+/**
+ * Messages, read markers and unread counters: all three change in the one
+ * transaction of a send or a read, together with the outbox event that
+ * carries the conversation's new state to everyone else.
+ */
+export class MessagesService {
+  private readonly repo: MessagesRepository;
+
+  constructor(
+    private readonly db: Database,
+    private readonly bus: BusClient,
+    private readonly subjects: Subjects,
+    private readonly onCommitted: () => void,
+  ) {
+    this.repo = new MessagesRepository(db);
+  }
+
+  async send(input: SendInput, ctx: CallContext): Promise<{ message: Message; created: boolean }> {
+    const conv = await this.membership(input.actor, input.conversationId, ctx);
+    const clientId = input.clientMessageId ?? null;
+    if (clientId !== null) {
+      const existing = await this.repo.findByClientId(conv.id, input.actor, clientId);
+      if (existing) return { message: this.replayed(existing, input.content), created: false };
+    }
+    const other = conv.user_a === input.actor ? conv.user_b : conv.user_a;
+    // Checked here, not only at the edge, so no path around it exists.
+    const status = await this.bus.request(this.subjects.blocks.status, { userId: input.actor, otherId: other }, BlockStatusSchema, {
+      requestId: ctx.requestId,
+    });
+    if (status.blockedByMe || status.blockedByThem) throw new ChatError('BLOCKED', 'messages cannot be sent while either user blocks the other');
+
+    const outcome = await withTransaction(this.db, async (tx) => {
+      const repo = new MessagesRepository(tx);
+      await repo.lockConversation(conv.id);
+      const row = await repo.insert({ id: newId(), conversationId: conv.id, senderId: input.actor, content: input.content, clientMessageId: clientId });
+      if (!row) return undefined; // a concurrent send took this clientMessageId first
+      await repo.incrementUnread(conv.id, other);
+      const version = await repo.recordLastMessage(conv.id, row.id, row.created_at);
+      const message = toMessage(row);
+      const event: MessageCreatedEvent = {
+        eventId: newId(),
+        conversationId: conv.id,
+        version,
+        lastMessage: message,
+        unread: await repo.unreadCounts(conv.id),
+        message,
+      };
+      await repo.appendOutbox(event.eventId, EventType.messageCreated, event);
+      return message;
+    });
+    if (!outcome) {
+      const existing = await this.repo.findByClientId(conv.id, input.actor, clientId!);
+      return { message: this.replayed(existing!, input.content), created: false };
+    }
+    this.onCommitted();
+    ctx.log.info({ conversationId: conv.id, messageId: outcome.id, userId: input.actor }, 'message sent');
+    return { message: outcome, created: true };
+  }
+
+  async read(actor: string, conversationId: string, messageId: string | undefined, ctx: CallContext): Promise<ReadResult> {
+    const conv = await this.membership(actor, conversationId, ctx);
+    if (messageId !== undefined && !isUuid(messageId)) throw new ChatError('MESSAGE_NOT_FOUND', 'message not found');
+    const result = await withTransaction(this.db, async (tx) => {
+      const repo = new MessagesRepository(tx);
+      await repo.lockConversation(conv.id);
+      const target = messageId === undefined ? await repo.latest(conv.id) : await repo.findInConversation(conv.id, messageId);
+      if (!target) {
+        if (messageId !== undefined) throw new ChatError('MESSAGE_NOT_FOUND', 'message not found');
+        return { markedCount: 0, unreadCount: 0, committed: false };
+      }
+      const upTo = { at: target.created_key, id: target.id };
+      if (!(await repo.isPastReadMarker(conv.id, actor, upTo))) {
+        const unread = (await repo.unreadCounts(conv.id)).find((u) => u.userId === actor)?.count ?? 0;
+        return { markedCount: 0, unreadCount: unread, committed: false };
+      }
+      const marked = await repo.markRead(conv.id, actor, upTo);
+      const unreadCount = await repo.setReadState(conv.id, actor, target.id);
+      if (marked.count === 0) return { markedCount: 0, unreadCount, committed: false };
+      const version = await repo.bumpVersion(conv.id);
+      const last = await repo.latest(conv.id);
+      const event: MessageReadEvent = {
+        eventId: newId(),
+        conversationId: conv.id,
+        version,
+        lastMessage: last ? toMessage(last) : null,
+        unread: await repo.unreadCounts(conv.id),
+        readerId: actor,
+        lastReadMessageId: target.id,
+        readAt: iso(marked.readAt ?? new Date()),
+        markedCount: marked.count,
+      };
+      await repo.appendOutbox(event.eventId, EventType.messageRead, event);
+      return { markedCount: marked.count, unreadCount, committed: true };
+    });
+    if (result.committed) {
+      this.onCommitted();
+      ctx.log.info({ conversationId: conv.id, userId: actor, markedCount: result.markedCount }, 'messages read');
+    }
+    return { markedCount: result.markedCount, unreadCount: result.unreadCount };
+  }
+
+  async list(actor: string, conversationId: string, cursor: string | undefined, limit: number, ctx: CallContext): Promise<Page<Message>> {
+    const conv = await this.membership(actor, conversationId, ctx);
+    const before = cursor === undefined ? undefined : decodeCursor(cursor);
+    const rows = await this.repo.page(conv.id, before, limit + 1);
+    return toPage(rows, limit, toMessage, (r) => ({ at: r.created_key, id: r.id }));
+  }
+
+  async get(actor: string, messageId: string): Promise<Message> {
+    const row = isUuid(messageId) ? await this.repo.getWithParticipants(messageId) : undefined;
+    if (!row || (row.user_a !== actor && row.user_b !== actor)) throw new ChatError('MESSAGE_NOT_FOUND', 'message not found');
+    return toMessage(row);
+  }
+
+  unreadCount(actor: string): Promise<UnreadCount> {
+    return this.repo.unreadTotals(actor);
+  }
+
+  /** The repeat of a send: the original when the content matches (after trimming), else a conflict. */
+  private replayed(existing: Parameters<typeof toMessage>[0], content: string): Message {
+    if (existing.content !== content)
+      throw new ChatError('IDEMPOTENCY_CONFLICT', 'this clientMessageId was already used with other content');
+    return toMessage(existing);
+  }
+
+  /**
+   * The conversation if the actor takes part in it. Participants are learnt
+   * once from the conversations service (they never change in a 1:1 chat).
+   * Not a participant and not existing answer alike, so ids cannot be probed.
+   */
+  private async membership(actor: string, conversationId: string, ctx: CallContext): Promise<ConversationRow> {
+    const notFound = () => new ChatError('CONVERSATION_NOT_FOUND', 'conversation not found');
+    if (!isUuid(conversationId)) throw notFound();
+    let conv = await this.repo.findConversation(conversationId);
+    if (!conv) {
+      let reply;
+      try {
+        reply = await this.bus.request(this.subjects.conversations.participants, { conversationId }, ParticipantsReply, { requestId: ctx.requestId });
+      } catch (err) {
+        if (err instanceof ChatError && err.code === 'CONVERSATION_NOT_FOUND') throw notFound();
+        throw err;
+      }
+      await this.repo.insertConversation(conversationId, reply.userIds[0], reply.userIds[1]);
+      conv = await this.repo.findConversation(conversationId);
+    }
+    if (!conv || (conv.user_a !== actor && conv.user_b !== actor)) throw notFound();
+    return conv;
+  }
+}

@@ -1,0 +1,99 @@
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { withTransaction, type Database, type Logger, type NatsConnection } from '@chat/platform';
+
+const BATCH = 100;
+const IDLE_POLL_MS = 1000;
+const RETRY_MS = 1000;
+
+interface OutboxRow {
+  id: string;
+  event_id: string;
+  subject: string;
+  payload: unknown;
+  [k: string]: unknown;
+}
+
+/**
+ * Publishes outbox rows to JetStream in id order, then marks them published,
+ * all inside one transaction that holds an advisory lock, so one relay at a
+ * time works however many replicas run. It selects every unpublished row
+ * rather than "ids after the last one", so a row whose transaction commits
+ * late (a gap in the sequence) is picked up on a later pass, never skipped.
+ * A crash after the publish ack but before the commit republishes the same
+ * Nats-Msg-Id, which JetStream's duplicate window drops.
+ */
+export class OutboxRelay {
+  private readonly js: JetStreamClient;
+  private running = false;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    nc: NatsConnection,
+    private readonly db: Database,
+    private readonly prefix: string,
+    private readonly log: Logger,
+  ) {
+    this.js = jetstream(nc);
+  }
+
+  start(): void {
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Called after a commit that wrote an event: publish now instead of at the next poll. */
+  kick(): void {
+    this.wake?.();
+  }
+
+  /** Lets the current batch finish, then stops. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      let published = 0;
+      try {
+        published = await this.publishBatch();
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'outbox relay: publish failed, retrying');
+        await this.sleep(RETRY_MS);
+        continue;
+      }
+      if (published < BATCH) await this.sleep(IDLE_POLL_MS);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  async publishBatch(): Promise<number> {
+    return withTransaction(this.db, async (tx) => {
+      const { rows: lock } = await tx.query<{ locked: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext('messages.outbox')) AS locked");
+      if (!lock[0]?.locked) return 0;
+      const { rows } = await tx.query<OutboxRow>(
+        'SELECT id, event_id, subject, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1',
+        [BATCH],
+      );
+      for (const row of rows) {
+        await this.js.publish(`${this.prefix}.events.${row.subject}`, JSON.stringify(row.payload), { msgID: row.event_id });
+      }
+      if (rows.length > 0) {
+        await tx.query('UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]);
+      }
+      return rows.length;
+    });
+  }
+}

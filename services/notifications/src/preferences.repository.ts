@@ -1,0 +1,29 @@
+import type { NotificationPreferences } from '@chat/contracts';
+import type { Queryable } from '@chat/platform';
+
+const DEFAULTS: NotificationPreferences = { enabled: true, mutedConversationIds: [] };
+
+export class PreferencesRepository {
+  constructor(private readonly db: Queryable) {}
+
+  async get(userId: string): Promise<NotificationPreferences> {
+    const { rows } = await this.db.query<{ enabled: boolean; muted_conversation_ids: string[] }>(
+      'SELECT enabled, muted_conversation_ids FROM preferences WHERE user_id = $1',
+      [userId],
+    );
+    const row = rows[0];
+    return row ? { enabled: row.enabled, mutedConversationIds: row.muted_conversation_ids } : { ...DEFAULTS };
+  }
+
+  async put(userId: string, p: NotificationPreferences): Promise<NotificationPreferences> {
+    const muted = [...new Set(p.mutedConversationIds)];
+    const { rows } = await this.db.query<{ enabled: boolean; muted_conversation_ids: string[] }>(
+      `INSERT INTO preferences (user_id, enabled, muted_conversation_ids) VALUES ($1, $2, $3)
+       ON CONFLICT (user_id) DO UPDATE SET enabled = EXCLUDED.enabled, muted_conversation_ids = EXCLUDED.muted_conversation_ids,
+         updated_at = clock_timestamp()
+       RETURNING enabled, muted_conversation_ids`,
+      [userId, p.enabled, muted],
+    );
+    return { enabled: rows[0]!.enabled, mutedConversationIds: rows[0]!.muted_conversation_ids };
+  }
+}

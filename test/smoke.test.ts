@@ -1,0 +1,25 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStack, type Stack } from './helpers/stack';
+import { api, newUser } from './helpers/client';
+
+let stack: Stack;
+beforeAll(async () => {
+  stack = await startStack();
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+describe('smoke', () => {
+  it('sends a message end to end', async () => {
+    const a = api(stack.baseUrl);
+    const alice = await newUser('alice');
+    const bob = await newUser('bob');
+    expect((await a.get('/conversations', bob.token)).status).toBe(200);
+    const conv = await a.get(`/conversations/with/${bob.username}`, alice.token);
+    expect(conv.status, JSON.stringify(conv.body)).toBe(201);
+    const sent = await a.post(`/conversations/${conv.body.data.id}/messages`, alice.token, { content: ' hi ' });
+    expect(sent.status, JSON.stringify(sent.body)).toBe(201);
+    expect(sent.body.data.content).toBe('hi');
+  });
+});
