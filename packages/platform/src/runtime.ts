@@ -29,9 +29,23 @@ export async function runMain(
   try {
     const app = await start(config, log);
     exitOnSignals(app, log);
+    if (process.argv.includes('--supervised')) stopWhenSupervisorGoes(app, log);
   } catch (err) {
     log.fatal({ err }, 'failed to start');
     process.stderr.write(`${service}: failed to start: ${(err as Error).message}\n`);
     process.exit(1);
   }
+}
+
+/**
+ * Under `npm start` the supervisor holds this process's stdin open. If the
+ * supervisor dies without a chance to signal us (kill -9), stdin ends and we
+ * stop too, so no orphan outlives it.
+ */
+function stopWhenSupervisorGoes(app: Stoppable, log: Logger): void {
+  process.stdin.resume();
+  process.stdin.once('end', () => {
+    log.warn('supervisor went away: stopping');
+    void app.stop().finally(() => process.exit(0));
+  });
 }
