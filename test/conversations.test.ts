@@ -99,14 +99,16 @@ describe('GET /conversations/with/:username', () => {
     }
   });
 
-  it('usernames match case-insensitively', async () => {
-    const [alice, bob] = await Promise.all([known('alice'), known('bob')]);
+  it('usernames match case-insensitively, and the participant keeps the case of the token', async () => {
+    const [alice, bob] = await Promise.all([known('alice'), known('BoB.Mixed')]);
     const upper = await a.get(`/conversations/with/${bob.username.toUpperCase()}`, alice.token);
     expect(upper.status).toBe(201);
     expect(upper.body.data.participant.username).toBe(bob.username);
-    const lower = await a.get(`/conversations/with/${bob.username}`, alice.token);
-    expect(lower.status).toBe(200);
-    expect(lower.body.data.id).toBe(upper.body.data.id);
+    for (const name of [bob.username, bob.username.toLowerCase()]) {
+      const again = await a.get(`/conversations/with/${name}`, alice.token);
+      expect(again.status, name).toBe(200);
+      expect(again.body.data.id).toBe(upper.body.data.id);
+    }
   });
 
   it('ten concurrent calls from both users create exactly one conversation', async () => {
@@ -229,5 +231,19 @@ describe('profile refresh from token claims', () => {
     expect(seen).toMatchObject({ id: bob.id, username: bob.username, displayName: 'Bob New', avatarUrl: 'https://img.example/new.png' });
     const [listed] = (await a.get('/conversations', alice.token)).body.data;
     expect(listed.participant.displayName).toBe('Bob New');
+  });
+
+  it('a new username claim for the same sub renames the user: the new name finds them, the old one does not', async () => {
+    const [alice, bob] = await Promise.all([known('alice'), known('bob')]);
+    const id = await open(alice, bob);
+    const newName = `${bob.username}_r`;
+    expect((await a.get('/conversations', await signToken({ sub: bob.id, username: newName }))).status).toBe(200);
+    expect((await a.get(`/conversations/${id}`, alice.token)).body.data.participant.username).toBe(newName);
+    const byNew = await a.get(`/conversations/with/${newName.toUpperCase()}`, alice.token);
+    expect(byNew.status).toBe(200);
+    expect(byNew.body.data.id).toBe(id);
+    const byOld = await a.get(`/conversations/with/${bob.username}`, alice.token);
+    expect(byOld.status).toBe(404);
+    expect(byOld.body.error.code).toBe('USER_NOT_FOUND');
   });
 });

@@ -15,7 +15,10 @@ export async function checkReadiness(nc: NatsConnection, prefix: string): Promis
     checks.nats = 'closed';
   } else {
     try {
-      await nc.flush();
+      await Promise.race([
+        nc.flush(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('no answer')), TIMEOUT_MS).unref()),
+      ]);
       checks.nats = 'ok';
     } catch (err) {
       checks.nats = (err as Error).message;
