@@ -173,6 +173,7 @@ describe('page parameters', () => {
   const badId = Buffer.from(JSON.stringify(['2026-01-02 03:04:05.123456+00', 'x'])).toString('base64url');
   it.each([
     ['garbage', 'garbage'],
+    ['over-long garbage', 'a'.repeat(600)],
     ['a tampered payload', tampered],
     ['a valid time with a bad id', badId],
     ['a non-array payload', Buffer.from('{"at":1}').toString('base64url')],

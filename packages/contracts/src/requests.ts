@@ -7,7 +7,8 @@ import { NotificationPreferencesSchema, UserIdSchema, UsernameSchema } from './d
  * set by the gateway from the verified token, never by a client.
  */
 const Actor = { actor: UserIdSchema };
-const PageRequest = { cursor: z.string().max(512).optional(), limit: z.number().int().min(1).max(100) };
+// The cursor bound is only a size guard (above what an HTTP request line can carry); decodeCursor judges validity (INVALID_CURSOR).
+const PageRequest = { cursor: z.string().max(16_384).optional(), limit: z.number().int().min(1).max(100) };
 // Ids are opaque at the bus boundary; an id that cannot exist is a 404, not a 400.
 const Id = z.string().min(1).max(128);
 
