@@ -21,5 +21,6 @@ describe('smoke', () => {
     const sent = await a.post(`/conversations/${conv.body.data.id}/messages`, alice.token, { content: ' hi ' });
     expect(sent.status, JSON.stringify(sent.body)).toBe(201);
     expect(sent.body.data.content).toBe('hi');
+    expect(sent.headers.get('content-type')).toBe('application/json; charset=utf-8');
   });
 });

@@ -63,6 +63,7 @@ export async function startGateway(config: Config, log: Logger) {
       c.header('Referrer-Policy', 'no-referrer');
       c.header('X-Frame-Options', 'DENY');
       c.header('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
+      if (c.res.headers.get('content-type') === 'application/json') c.header('Content-Type', 'application/json; charset=utf-8');
     });
 
     app.get('/healthz', (c) => c.json({ status: 'ok' }));
