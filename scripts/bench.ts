@@ -1,0 +1,99 @@
+import { parseArgs } from 'node:util';
+import { SignJWT } from 'jose';
+import { loadConfig } from '@chat/platform';
+
+/**
+ * npm run bench -- [--url http://localhost:8080] [--seconds 15] [--concurrency 16] [--users 20]
+ *
+ * Drives the running system over REST with a read-heavy mix for a bounded
+ * time, then prints p50/p95/p99 per route, messages per second and errors.
+ * Needs `npm start` running with the same JWT_SECRET.
+ */
+const { values } = parseArgs({
+  options: {
+    url: { type: 'string', default: 'http://localhost:8080' },
+    seconds: { type: 'string', default: '15' },
+    concurrency: { type: 'string', default: '16' },
+    users: { type: 'string', default: '20' },
+  },
+});
+const BASE = `${values.url}/api/chat`;
+const SECONDS = Math.min(300, Number(values.seconds));
+const CONCURRENCY = Math.min(256, Number(values.concurrency));
+const USERS = Math.max(2, Math.min(500, Number(values.users)));
+const config = loadConfig();
+const key = new TextEncoder().encode(config.JWT_SECRET);
+const run = Date.now().toString(36);
+
+const samples = new Map<string, number[]>();
+let errors = 0;
+const errorCodes = new Map<string, number>();
+
+async function call(route: string, method: string, path: string, token: string, body?: unknown) {
+  const started = performance.now();
+  const res = await fetch(`${BASE}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  const ms = performance.now() - started;
+  if (res.status >= 400) {
+    errors++;
+    errorCodes.set(`${res.status}`, (errorCodes.get(`${res.status}`) ?? 0) + 1);
+  } else {
+    (samples.get(route) ?? samples.set(route, []).get(route)!).push(ms);
+  }
+  return text ? (JSON.parse(text) as { data?: any }) : {};
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+
+async function main() {
+  const users = await Promise.all(
+    Array.from({ length: USERS }, async (_, i) => {
+      const username = `bench_${run}_${i}`;
+      const token = await new SignJWT({ username }).setProtectedHeader({ alg: 'HS256' }).setSubject(`bench-${run}-${i}`).setIssuedAt().setExpirationTime('1h').sign(key);
+      await call('setup', 'GET', '/conversations?limit=1', token);
+      return { username, token };
+    }),
+  );
+  const convs: Array<{ id: string; a: number; b: number }> = [];
+  for (let i = 0; i < USERS; i += 2) {
+    const r = await call('setup', 'GET', `/conversations/with/${users[i + 1]!.username}`, users[i]!.token);
+    convs.push({ id: r.data.id, a: i, b: i + 1 });
+  }
+  samples.delete('setup');
+  const deadline = Date.now() + SECONDS * 1000;
+  let sent = 0;
+  let n = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (Date.now() < deadline) {
+        const c = convs[n++ % convs.length]!;
+        const who = users[n % 2 ? c.a : c.b]!;
+        const roll = Math.random();
+        if (roll < 0.2) {
+          await call('POST /conversations/:id/messages', 'POST', `/conversations/${c.id}/messages`, who.token, { content: `bench ${n}` });
+          sent++;
+        } else if (roll < 0.6) await call('GET /conversations', 'GET', '/conversations?limit=20', who.token);
+        else if (roll < 0.9) await call('GET /conversations/:id/messages', 'GET', `/conversations/${c.id}/messages?limit=50`, who.token);
+        else if (roll < 0.95) await call('POST /conversations/:id/read', 'POST', `/conversations/${c.id}/read`, who.token, {});
+        else await call('GET /conversations/unread-count', 'GET', '/conversations/unread-count', who.token);
+      }
+    }),
+  );
+  const rows = [...samples.entries()].map(([route, xs]) => {
+    const s = [...xs].sort((x, y) => x - y);
+    return { route, count: s.length, p50: percentile(s, 50).toFixed(1), p95: percentile(s, 95).toFixed(1), p99: percentile(s, 99).toFixed(1) };
+  });
+  console.log(`REST latency in ms (${SECONDS} s, concurrency ${CONCURRENCY}, ${USERS} users)`);
+  console.table(rows);
+  const total = rows.reduce((a, r) => a + r.count, 0);
+  console.log(`requests/s: ${(total / SECONDS).toFixed(0)}   messages/s: ${(sent / SECONDS).toFixed(0)}   errors: ${errors} ${JSON.stringify(Object.fromEntries(errorCodes))}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench: ${(err as Error).message} (is the system running? npm start)`);
+  process.exit(1);
+});
