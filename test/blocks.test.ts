@@ -119,11 +119,13 @@ describe('GET /blocks/status/:username', () => {
     expect(await status(bob, alice.username)).toEqual({ blockedByMe: true, blockedByThem: true, canMessage: false });
   });
 
-  it('an unknown username is 404 USER_NOT_FOUND', async () => {
+  it('an unknown username, or one no user can have (too long, bad characters), is 404 USER_NOT_FOUND', async () => {
     const alice = await known('alice');
-    const res = await a.get('/blocks/status/nobody_here_123', alice.token);
-    expect(res.status).toBe(404);
-    expect(res.body.error.code).toBe('USER_NOT_FOUND');
+    for (const name of ['nobody_here_123', 'x'.repeat(65), 'has%20space']) {
+      const res = await a.get(`/blocks/status/${name}`, alice.token);
+      expect(res.status, name).toBe(404);
+      expect(res.body.error.code).toBe('USER_NOT_FOUND');
+    }
   });
 });
 
@@ -176,9 +178,11 @@ describe('DELETE /blocks/:username', () => {
     expect(theirs.status).toBe(404);
     expect(theirs.body.error.code).toBe('NOT_BLOCKED');
     expect(await status(alice, bob.username)).toMatchObject({ blockedByThem: true });
-    const unknown = await a.del('/blocks/nobody_here_123', alice.token);
-    expect(unknown.status).toBe(404);
-    expect(unknown.body.error.code).toBe('USER_NOT_FOUND');
+    for (const name of ['nobody_here_123', 'x'.repeat(65)]) {
+      const unknown = await a.del(`/blocks/${name}`, alice.token);
+      expect(unknown.status).toBe(404);
+      expect(unknown.body.error.code).toBe('USER_NOT_FOUND');
+    }
   });
 });
 

@@ -153,7 +153,7 @@ describe('GET /messages/:id', () => {
       expect(res.status).toBe(200);
       expect(res.body.data).toEqual(sent);
     }
-    for (const id of [randomUUID(), 'not-a-uuid']) {
+    for (const id of [randomUUID(), 'not-a-uuid', 'x'.repeat(200)]) {
       const res = await a.get(`/messages/${id}`, alice.token);
       expect(res.status).toBe(404);
       expect(res.body.error.code).toBe('MESSAGE_NOT_FOUND');
@@ -238,6 +238,11 @@ describe('participants only', () => {
       await a.get(`/conversations/${id}/messages`, alice.token),
       await a.post(`/conversations/${id}/read`, alice.token, {}),
       await sendRaw(alice, 'not-a-uuid', { content: 'hello?' }),
+      // An id longer than any id cannot exist either: 404, not a 400 from a length check.
+      await sendRaw(alice, 'x'.repeat(200), { content: 'hello?' }),
+      await a.get(`/conversations/${'x'.repeat(200)}`, alice.token),
+      await a.get(`/conversations/${'x'.repeat(200)}/messages`, alice.token),
+      await a.post(`/conversations/${'x'.repeat(200)}/read`, alice.token, {}),
     ]) {
       expect(res.status).toBe(404);
       expect(res.body.error.code).toBe('CONVERSATION_NOT_FOUND');

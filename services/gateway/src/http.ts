@@ -1,5 +1,5 @@
 import type { Context } from 'hono';
-import { ChatError, errorStatus, issuesToDetails, type ErrorCode } from '@chat/contracts';
+import { ChatError, errorStatus, issuesToDetails, UsernameSchema, type ErrorCode } from '@chat/contracts';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { z } from 'zod';
 import type { Principal } from './auth';
@@ -22,6 +22,24 @@ export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown): z.
   const r = schema.safeParse(value);
   if (!r.success) throw new ChatError('VALIDATION_FAILED', 'request failed validation', issuesToDetails(r.error.issues));
   return r.data;
+}
+
+/**
+ * An id from the path. One longer than any id can be cannot exist, so it is
+ * the same 404 as an unknown id (SPEC 4), not a 400 from the bus schema.
+ */
+export function pathId(c: Context, name: string, notFound: 'CONVERSATION_NOT_FOUND' | 'MESSAGE_NOT_FOUND'): string {
+  const id = c.req.param(name) ?? '';
+  if (id.length < 1 || id.length > 128)
+    throw new ChatError(notFound, notFound === 'MESSAGE_NOT_FOUND' ? 'message not found' : 'conversation not found');
+  return id;
+}
+
+/** A username from the path: one that no token could carry names no user (404, as GET /conversations/with does). */
+export function pathUsername(c: Context): string {
+  const username = c.req.param('username') ?? '';
+  if (!UsernameSchema.safeParse(username).success) throw new ChatError('USER_NOT_FOUND', `no user named ${username.slice(0, 64)}`);
+  return username;
 }
 
 /**

@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { BlockSchema, BlockStatusSchema, CreateBlockBody, PageQuery, pageOf } from '@chat/contracts';
 import { z } from 'zod';
 import type { Bus } from '../bus';
-import { jsonBody, parseOrThrow, type GatewayEnv } from '../http';
+import { jsonBody, parseOrThrow, pathUsername, type GatewayEnv } from '../http';
 
 export function blockRoutes(bus: Bus) {
   const app = new Hono<GatewayEnv>();
@@ -19,11 +19,11 @@ export function blockRoutes(bus: Bus) {
   });
 
   app.get('/status/:username', async (c) =>
-    c.json({ data: await bus.call(c, bus.s.blocks.statusByUsername, { username: c.req.param('username') }, BlockStatusSchema) }),
+    c.json({ data: await bus.call(c, bus.s.blocks.statusByUsername, { username: pathUsername(c) }, BlockStatusSchema) }),
   );
 
   app.delete('/:username', async (c) => {
-    await bus.call(c, bus.s.blocks.remove, { username: c.req.param('username') }, z.null());
+    await bus.call(c, bus.s.blocks.remove, { username: pathUsername(c) }, z.null());
     return c.body(null, 204);
   });
 

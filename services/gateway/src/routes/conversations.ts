@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { ConversationSchema, PageQuery, UnreadCountSchema, UsernameSchema, pageOf, ChatError } from '@chat/contracts';
 import { z } from 'zod';
 import type { GatewayEnv } from '../http';
-import { parseOrThrow } from '../http';
+import { parseOrThrow, pathId } from '../http';
 import type { Bus } from '../bus';
 
 const Created = z.object({ conversation: ConversationSchema, created: z.boolean() });
@@ -26,7 +26,7 @@ export function conversationRoutes(bus: Bus) {
   });
 
   app.get('/:conversationId', async (c) =>
-    c.json({ data: await bus.call(c, bus.s.conversations.get, { conversationId: c.req.param('conversationId') }, ConversationSchema) }),
+    c.json({ data: await bus.call(c, bus.s.conversations.get, { conversationId: pathId(c, 'conversationId', 'CONVERSATION_NOT_FOUND') }, ConversationSchema) }),
   );
 
   return app;

@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { MessageSchema, PageQuery, ReadBody, ReadResultSchema, SendMessageBody, pageOf } from '@chat/contracts';
 import { z } from 'zod';
 import type { Bus } from '../bus';
-import { jsonBody, parseOrThrow, type GatewayEnv } from '../http';
+import { jsonBody, parseOrThrow, pathId, type GatewayEnv } from '../http';
 
 const Sent = z.object({ message: MessageSchema, created: z.boolean() });
 
@@ -15,7 +15,7 @@ export function messageRoutes(bus: Bus, onAccepted: () => void) {
     const page = await bus.call(
       c,
       bus.s.messages.list,
-      { conversationId: c.req.param('conversationId'), cursor: q.cursor, limit: q.limit },
+      { conversationId: pathId(c, 'conversationId', 'CONVERSATION_NOT_FOUND'), cursor: q.cursor, limit: q.limit },
       pageOf(MessageSchema),
     );
     return c.json({ data: page.items, meta: page.meta });
@@ -23,19 +23,19 @@ export function messageRoutes(bus: Bus, onAccepted: () => void) {
 
   app.post('/conversations/:conversationId/messages', async (c) => {
     const body = parseOrThrow(SendMessageBody, await jsonBody(c));
-    const r = await bus.call(c, bus.s.messages.send, { conversationId: c.req.param('conversationId'), ...body }, Sent);
+    const r = await bus.call(c, bus.s.messages.send, { conversationId: pathId(c, 'conversationId', 'CONVERSATION_NOT_FOUND'), ...body }, Sent);
     if (r.created) onAccepted();
     return c.json({ data: r.message }, r.created ? 201 : 200);
   });
 
   app.post('/conversations/:conversationId/read', async (c) => {
     const body = parseOrThrow(ReadBody, await jsonBody(c, { optional: true }));
-    const r = await bus.call(c, bus.s.messages.read, { conversationId: c.req.param('conversationId'), ...body }, ReadResultSchema);
+    const r = await bus.call(c, bus.s.messages.read, { conversationId: pathId(c, 'conversationId', 'CONVERSATION_NOT_FOUND'), ...body }, ReadResultSchema);
     return c.json({ data: r });
   });
 
   app.get('/messages/:messageId', async (c) =>
-    c.json({ data: await bus.call(c, bus.s.messages.get, { messageId: c.req.param('messageId') }, MessageSchema) }),
+    c.json({ data: await bus.call(c, bus.s.messages.get, { messageId: pathId(c, 'messageId', 'MESSAGE_NOT_FOUND') }, MessageSchema) }),
   );
 
   return app;
