@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { Redis } from 'ioredis';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { eventStreamName } from '@chat/contracts';
@@ -83,6 +84,17 @@ export async function startStack(overrides: Partial<Record<keyof Config, unknown
 
 /** Leaves nothing behind: the run's stream, keys and database. */
 export async function dropRunResources(config: Config): Promise<void> {
+  const redis = new Redis(config.REDIS_URL);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.REDIS_PREFIX}*`, 'COUNT', 500);
+      if (keys.length) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
   const nc = await connect({ servers: config.NATS_URL });
   try {
     const jsm = await jetstreamManager(nc);
