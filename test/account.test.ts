@@ -1,22 +1,21 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, newUser } from './helpers/client';
-import { startStack, type Stack } from './helpers/stack';
+import { newUser } from './helpers/client';
+import { useStack } from './helpers/stack';
 
-let stack: Stack;
+const ctx = useStack();
 let redis: Redis;
-beforeAll(async () => {
-  stack = await startStack();
-  redis = new Redis(stack.config.REDIS_URL, { keyPrefix: `${stack.config.REDIS_PREFIX}presence:` });
+beforeAll(() => {
+  const { config } = ctx.stack;
+  redis = new Redis(config.REDIS_URL, { keyPrefix: `${config.REDIS_PREFIX}presence:` });
 });
-afterAll(async () => {
-  redis.disconnect();
-  await stack?.stop();
+afterAll(() => {
+  redis?.disconnect();
 });
 
 describe('GET /presence', () => {
   it('answers isOnline and lastSeenAt per id from the presence key space', async () => {
-    const a = api(stack.baseUrl);
+    const a = ctx.api;
     const alice = await newUser('alice');
     await redis.set('online:bob-1', '1');
     await redis.set('lastseen:carol-1', '2026-01-02T03:04:05.678Z');
@@ -30,7 +29,7 @@ describe('GET /presence', () => {
   });
 
   it('shows a user in a block with the caller, either way, offline with no last-seen time', async () => {
-    const a = api(stack.baseUrl);
+    const a = ctx.api;
     const alice = await newUser('alice');
     const bob = await newUser('bob');
     const carol = await newUser('carol');
@@ -48,7 +47,7 @@ describe('GET /presence', () => {
   });
 
   it('needs 1-100 ids: none or 101 is 400 VALIDATION_FAILED', async () => {
-    const a = api(stack.baseUrl);
+    const a = ctx.api;
     const alice = await newUser('alice');
     for (const q of ['', '?userIds=', `?userIds=${Array.from({ length: 101 }, (_, i) => `u${i}`).join(',')}`]) {
       const res = await a.get(`/presence${q}`, alice.token);
@@ -60,7 +59,7 @@ describe('GET /presence', () => {
 
 describe('notification preferences', () => {
   it('default to enabled with nothing muted, and PUT stores and returns the new value', async () => {
-    const a = api(stack.baseUrl);
+    const a = ctx.api;
     const alice = await newUser('alice');
     expect((await a.get('/notifications/preferences', alice.token)).body.data).toEqual({ enabled: true, mutedConversationIds: [] });
     const put = await a.put('/notifications/preferences', alice.token, { enabled: false, mutedConversationIds: ['c1', 'c2', 'c1'] });
@@ -72,7 +71,7 @@ describe('notification preferences', () => {
   });
 
   it('refuses a body of another shape with 400 VALIDATION_FAILED', async () => {
-    const a = api(stack.baseUrl);
+    const a = ctx.api;
     const alice = await newUser('alice');
     const res = await a.put('/notifications/preferences', alice.token, { enabled: 'yes' });
     expect(res.status).toBe(400);

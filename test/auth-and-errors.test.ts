@@ -1,19 +1,10 @@
 import { SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_SECRET, startStack, type Stack } from './helpers/stack';
-import { api, newUser, signToken, type Api, type ApiResponse } from './helpers/client';
+import { describe, expect, it } from 'vitest';
+import { TEST_SECRET, useStack } from './helpers/stack';
+import { UUID, newUser, signToken, type ApiResponse } from './helpers/client';
 
-let stack: Stack;
-let a: Api;
-beforeAll(async () => {
-  stack = await startStack();
-  a = api(stack.baseUrl);
-});
-afterAll(async () => {
-  await stack?.stop();
-});
+const ctx = useStack();
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const now = () => Math.floor(Date.now() / 1000);
 const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 
@@ -47,19 +38,19 @@ describe('authentication: 401 UNAUTHORIZED', () => {
   for (const [name, make] of rejected) {
     it(`rejects ${name}`, async () => {
       const token = await make();
-      const res = await a.get('/conversations', token);
+      const res = await ctx.api.get('/conversations', token);
       expectError(res, 401, 'UNAUTHORIZED');
     });
   }
 
   it('rejects a scheme other than Bearer', async () => {
     const user = await newUser('basic');
-    expectError(await a.call('GET', '/conversations', { headers: { authorization: `Basic ${user.token}` } }), 401, 'UNAUTHORIZED');
+    expectError(await ctx.api.call('GET', '/conversations', { headers: { authorization: `Basic ${user.token}` } }), 401, 'UNAUTHORIZED');
   });
 
   it('accepts exp and nbf within the 30 s leeway', async () => {
     const user = await newUser('skew', { exp: now() - 10, nbf: now() + 10 });
-    expect((await a.get('/conversations', user.token)).status).toBe(200);
+    expect((await ctx.api.get('/conversations', user.token)).status).toBe(200);
   });
 
   it('accepts preferred_username in place of username', async () => {
@@ -67,9 +58,9 @@ describe('authentication: 401 UNAUTHORIZED', () => {
     const id = `user-pref-${Date.now()}`;
     const username = `pref_${Date.now().toString(36)}`;
     const token = await signToken({ sub: id, preferred_username: username });
-    expect((await a.get('/conversations', token)).status).toBe(200);
-    expect((await a.get('/conversations', alice.token)).status).toBe(200);
-    const conv = await a.get(`/conversations/with/${username}`, alice.token);
+    expect((await ctx.api.get('/conversations', token)).status).toBe(200);
+    expect((await ctx.api.get('/conversations', alice.token)).status).toBe(200);
+    const conv = await ctx.api.get(`/conversations/with/${username}`, alice.token);
     expect(conv.status).toBe(201);
     expect(conv.body.data.participant).toMatchObject({ id, username });
   });
@@ -78,18 +69,18 @@ describe('authentication: 401 UNAUTHORIZED', () => {
 describe('request ids', () => {
   it('echoes a client X-Request-Id on success and in error bodies', async () => {
     const user = await newUser('rid');
-    const ok = await a.call('GET', '/conversations', { token: user.token, headers: { 'x-request-id': 'client-id-123' } });
+    const ok = await ctx.api.call('GET', '/conversations', { token: user.token, headers: { 'x-request-id': 'client-id-123' } });
     expect(ok.status).toBe(200);
     expect(ok.headers.get('x-request-id')).toBe('client-id-123');
-    const bad = await a.call('GET', '/conversations', { headers: { 'x-request-id': 'client-id-456' } });
+    const bad = await ctx.api.call('GET', '/conversations', { headers: { 'x-request-id': 'client-id-456' } });
     expectError(bad, 401, 'UNAUTHORIZED');
     expect(bad.body.error.requestId).toBe('client-id-456');
   });
 
   it('generates a fresh id when none is sent', async () => {
     const user = await newUser('rid');
-    const first = await a.get('/conversations', user.token);
-    const second = await a.get('/conversations', user.token);
+    const first = await ctx.api.get('/conversations', user.token);
+    const second = await ctx.api.get('/conversations', user.token);
     expect(first.headers.get('x-request-id')).toMatch(UUID);
     expect(second.headers.get('x-request-id')).toMatch(UUID);
     expect(first.headers.get('x-request-id')).not.toBe(second.headers.get('x-request-id'));
@@ -99,8 +90,8 @@ describe('request ids', () => {
 describe('error envelope', () => {
   it('an unknown route is 404 NOT_FOUND, inside and outside /api/chat', async () => {
     const user = await newUser('nf');
-    expectError(await a.get('/no/such/route', user.token), 404, 'NOT_FOUND');
-    const outside = await fetch(`${stack.baseUrl}/nope`);
+    expectError(await ctx.api.get('/no/such/route', user.token), 404, 'NOT_FOUND');
+    const outside = await fetch(`${ctx.stack.baseUrl}/nope`);
     expect(outside.status).toBe(404);
     expect(((await outside.json()) as any).error.code).toBe('NOT_FOUND');
   });
@@ -109,26 +100,26 @@ describe('error envelope', () => {
     const user = await newUser('big');
     const conv = '00000000-0000-7000-8000-000000000000';
     const raw = JSON.stringify({ content: 'x'.repeat(64 * 1024 + 1) });
-    const res = await a.call('POST', `/conversations/${conv}/messages`, { token: user.token, raw, headers: { 'content-type': 'application/json' } });
+    const res = await ctx.api.call('POST', `/conversations/${conv}/messages`, { token: user.token, raw, headers: { 'content-type': 'application/json' } });
     expectError(res, 413, 'PAYLOAD_TOO_LARGE');
   });
 
   it('a text/plain body is 415 UNSUPPORTED_MEDIA_TYPE', async () => {
     const user = await newUser('mt');
-    const res = await a.call('POST', '/blocks', { token: user.token, raw: '{"username":"someone"}', headers: { 'content-type': 'text/plain' } });
+    const res = await ctx.api.call('POST', '/blocks', { token: user.token, raw: '{"username":"someone"}', headers: { 'content-type': 'text/plain' } });
     expectError(res, 415, 'UNSUPPORTED_MEDIA_TYPE');
   });
 
   it('invalid JSON is 400 VALIDATION_FAILED', async () => {
     const user = await newUser('js');
-    const res = await a.call('POST', '/blocks', { token: user.token, raw: '{"username": ', headers: { 'content-type': 'application/json' } });
+    const res = await ctx.api.call('POST', '/blocks', { token: user.token, raw: '{"username": ', headers: { 'content-type': 'application/json' } });
     expectError(res, 400, 'VALIDATION_FAILED');
     expect(res.body.error.details).toEqual([expect.objectContaining({ path: '(root)' })]);
   });
 
   it('an unknown body field is 400 VALIDATION_FAILED', async () => {
     const user = await newUser('uf');
-    const res = await a.post('/blocks', user.token, { username: 'someone', admin: true });
+    const res = await ctx.api.post('/blocks', user.token, { username: 'someone', admin: true });
     expectError(res, 400, 'VALIDATION_FAILED');
     expect(JSON.stringify(res.body.error.details)).toContain('admin');
   });
@@ -136,7 +127,7 @@ describe('error envelope', () => {
   it('out-of-range limit is 400 VALIDATION_FAILED naming limit', async () => {
     const user = await newUser('lim');
     for (const limit of ['0', '101', 'abc']) {
-      const res = await a.get(`/conversations?limit=${limit}`, user.token);
+      const res = await ctx.api.get(`/conversations?limit=${limit}`, user.token);
       expectError(res, 400, 'VALIDATION_FAILED');
       expect(res.body.error.details).toEqual([expect.objectContaining({ path: 'limit' })]);
     }
@@ -145,12 +136,12 @@ describe('error envelope', () => {
 
 describe('health and readiness', () => {
   it('/healthz is 200', async () => {
-    const res = await fetch(`${stack.baseUrl}/healthz`);
+    const res = await fetch(`${ctx.stack.baseUrl}/healthz`);
     expect(res.status).toBe(200);
   });
 
   it('/readyz is 200 with NATS and every service ok', async () => {
-    const res = await fetch(`${stack.baseUrl}/readyz`);
+    const res = await fetch(`${ctx.stack.baseUrl}/readyz`);
     expect(res.status).toBe(200);
     const body = (await res.json()) as { ready: boolean; checks: Record<string, string> };
     expect(body.ready).toBe(true);
@@ -168,8 +159,8 @@ describe('health and readiness', () => {
 describe('security headers', () => {
   it('JSON answers carry nosniff, no-referrer, DENY and a strict CSP; authenticated ones no-store', async () => {
     const user = await newUser('sec');
-    const authed = await a.get('/conversations', user.token);
-    const failed = await a.get('/conversations');
+    const authed = await ctx.api.get('/conversations', user.token);
+    const failed = await ctx.api.get('/conversations');
     for (const res of [authed, failed]) {
       expect(res.headers.get('x-content-type-options')).toBe('nosniff');
       expect(res.headers.get('referrer-policy')).toBe('no-referrer');
@@ -183,9 +174,9 @@ describe('security headers', () => {
 
   it('CORS answers only the configured origins', async () => {
     const user = await newUser('cors');
-    const allowed = await a.call('GET', '/conversations', { token: user.token, headers: { origin: 'http://localhost:3000' } });
+    const allowed = await ctx.api.call('GET', '/conversations', { token: user.token, headers: { origin: 'http://localhost:3000' } });
     expect(allowed.headers.get('access-control-allow-origin')).toBe('http://localhost:3000');
-    const other = await a.call('GET', '/conversations', { token: user.token, headers: { origin: 'https://evil.example' } });
+    const other = await ctx.api.call('GET', '/conversations', { token: user.token, headers: { origin: 'https://evil.example' } });
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
   });
 });

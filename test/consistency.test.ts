@@ -1,32 +1,33 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, eventually, newUser, type TestUser } from './helpers/client';
+import { describe, expect, it } from 'vitest';
+import { eventually, newUser, type Api, type TestUser } from './helpers/client';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { eventStreamName } from '@chat/contracts';
 import { createLogger } from '@chat/platform';
 import { startConversationsService } from '@chat/conversations';
-import { startStack, type Stack } from './helpers/stack';
+import { useStack } from './helpers/stack';
 
-let stack: Stack;
-beforeAll(async () => {
-  stack = await startStack();
-});
-afterAll(async () => {
-  await stack?.stop();
-});
+const ctx = useStack();
 
-async function unreadInMessages(a: ReturnType<typeof api>, reader: TestUser, conversationId: string): Promise<number> {
+/** Alice, Bob (who has made one request) and the conversation Alice opens with Bob. */
+async function pair() {
+  const a = ctx.api;
+  const alice = await newUser('alice');
+  const bob = await newUser('bob');
+  await a.get('/conversations', bob.token);
+  const conv = (await a.get(`/conversations/with/${bob.username}`, alice.token)).body.data.id as string;
+  return { alice, bob, conv };
+}
+
+async function unreadInMessages(a: Api, reader: TestUser, conversationId: string): Promise<number> {
   const page = await a.get(`/conversations/${conversationId}/messages?limit=100`, reader.token);
   return page.body.data.filter((m: { senderId: string; readAt: string | null }) => m.senderId !== reader.id && m.readAt === null).length;
 }
 
 describe('derived conversation state under concurrency', () => {
   it('unread counts, last message and activity agree with the messages after concurrent sends and reads', async () => {
-    const a = api(stack.baseUrl);
-    const alice = await newUser('alice');
-    const bob = await newUser('bob');
-    await a.get('/conversations', bob.token);
-    const conv = (await a.get(`/conversations/with/${bob.username}`, alice.token)).body.data.id as string;
+    const a = ctx.api;
+    const { alice, bob, conv } = await pair();
 
     const sends = (from: TestUser, n: number) =>
       Array.from({ length: n }, (_, i) => a.post(`/conversations/${conv}/messages`, from.token, { content: `${from.username} ${i}` }));
@@ -49,11 +50,8 @@ describe('derived conversation state under concurrency', () => {
   });
 
   it('the message list order is the commit order: every page is strictly newest first', async () => {
-    const a = api(stack.baseUrl);
-    const alice = await newUser('alice');
-    const bob = await newUser('bob');
-    await a.get('/conversations', bob.token);
-    const conv = (await a.get(`/conversations/with/${bob.username}`, alice.token)).body.data.id as string;
+    const a = ctx.api;
+    const { alice, bob, conv } = await pair();
     await Promise.all(Array.from({ length: 30 }, (_, i) => a.post(`/conversations/${conv}/messages`, i % 2 ? alice.token : bob.token, { content: `m${i}` })));
     const list = (await a.get(`/conversations/${conv}/messages?limit=100`, alice.token)).body.data as Array<{ createdAt: string; id: string }>;
     expect(list).toHaveLength(30);
@@ -61,11 +59,8 @@ describe('derived conversation state under concurrency', () => {
   });
 
   it('replaying every event from the start of the stream changes no conversation list', async () => {
-    const a = api(stack.baseUrl);
-    const alice = await newUser('alice');
-    const bob = await newUser('bob');
-    await a.get('/conversations', bob.token);
-    const conv = (await a.get(`/conversations/with/${bob.username}`, alice.token)).body.data.id as string;
+    const a = ctx.api;
+    const { alice, bob, conv } = await pair();
     for (let i = 0; i < 5; i++) await a.post(`/conversations/${conv}/messages`, alice.token, { content: `a${i}` });
     await a.post(`/conversations/${conv}/read`, bob.token, {});
     await a.post(`/conversations/${conv}/messages`, bob.token, { content: 'reply' });
@@ -77,6 +72,7 @@ describe('derived conversation state under concurrency', () => {
       });
     const before = await settled();
 
+    const { stack } = ctx;
     await stack.services.conversations.stop();
     const nc = await connect({ servers: stack.config.NATS_URL });
     const jsm = await jetstreamManager(nc);

@@ -1,18 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { api, newUser } from './helpers/client';
-import { startStack, type Stack } from './helpers/stack';
+import { describe, expect, it } from 'vitest';
+import { newUser } from './helpers/client';
+import { useStack } from './helpers/stack';
 
-let stack: Stack;
-beforeAll(async () => {
-  stack = await startStack({ REQUEST_TIMEOUT_MS: 1000 });
-});
-afterAll(async () => {
-  await stack?.stop();
-});
+const ctx = useStack({ REQUEST_TIMEOUT_MS: 1000 });
 
 describe('a service that is down', () => {
   it('gives 503 SERVICE_UNAVAILABLE naming it, within the request timeout, and /readyz names it', async () => {
-    const a = api(stack.baseUrl);
+    const { stack, api: a } = ctx;
     const alice = await newUser('alice');
     expect((await a.get('/blocks', alice.token)).status).toBe(200);
 

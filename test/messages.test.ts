@@ -1,44 +1,26 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, type Stack } from './helpers/stack';
-import { api, newUser, type Api, type TestUser } from './helpers/client';
+import { describe, expect, it } from 'vitest';
+import { useStack } from './helpers/stack';
+import { ISO_MS, UUID, knownUser, type TestUser } from './helpers/client';
 
-let stack: Stack;
-let a: Api;
-beforeAll(async () => {
-  stack = await startStack();
-  a = api(stack.baseUrl);
-});
-afterAll(async () => {
-  await stack?.stop();
-});
-
-const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-/** A user known to chat: one authenticated request registers them. */
-async function known(prefix = 'u'): Promise<TestUser> {
-  const user = await newUser(prefix);
-  expect((await a.get('/conversations', user.token)).status).toBe(200);
-  return user;
-}
+const ctx = useStack();
 
 /** Two known users and their conversation. */
 async function pair() {
-  const [alice, bob] = await Promise.all([known('alice'), known('bob')]);
-  const res = await a.get(`/conversations/with/${bob.username}`, alice.token);
+  const [alice, bob] = await Promise.all([knownUser(ctx.api, 'alice'), knownUser(ctx.api, 'bob')]);
+  const res = await ctx.api.get(`/conversations/with/${bob.username}`, alice.token);
   expect(res.status, JSON.stringify(res.body)).toBe(201);
   return { alice, bob, conv: res.body.data.id as string };
 }
 
-const sendRaw = (u: TestUser, conv: string, body: unknown) => a.post(`/conversations/${conv}/messages`, u.token, body);
+const sendRaw = (u: TestUser, conv: string, body: unknown) => ctx.api.post(`/conversations/${conv}/messages`, u.token, body);
 async function send(u: TestUser, conv: string, content: string, clientMessageId?: string) {
   const res = await sendRaw(u, conv, clientMessageId === undefined ? { content } : { content, clientMessageId });
   expect(res.status, JSON.stringify(res.body)).toBe(201);
   return res.body.data;
 }
 const list = async (u: TestUser, conv: string) => {
-  const res = await a.get(`/conversations/${conv}/messages?limit=100`, u.token);
+  const res = await ctx.api.get(`/conversations/${conv}/messages?limit=100`, u.token);
   expect(res.status).toBe(200);
   return res.body.data as Array<{ id: string; content: string; readAt: string | null; senderId: string }>;
 };
@@ -96,7 +78,7 @@ describe('POST /conversations/:id/messages', () => {
     for (const s of samples) {
       const sent = await send(alice, conv, s);
       expect(sent.content).toBe(s);
-      expect((await a.get(`/messages/${sent.id}`, bob.token)).body.data.content).toBe(s);
+      expect((await ctx.api.get(`/messages/${sent.id}`, bob.token)).body.data.content).toBe(s);
     }
     expect((await list(bob, conv)).map((m) => m.content)).toEqual([...samples].reverse());
   });
@@ -149,12 +131,12 @@ describe('GET /messages/:id', () => {
     const { alice, bob, conv } = await pair();
     const sent = await send(alice, conv, 'fetch me', 'f-1');
     for (const u of [alice, bob]) {
-      const res = await a.get(`/messages/${sent.id}`, u.token);
+      const res = await ctx.api.get(`/messages/${sent.id}`, u.token);
       expect(res.status).toBe(200);
       expect(res.body.data).toEqual(sent);
     }
     for (const id of [randomUUID(), 'not-a-uuid', 'x'.repeat(200)]) {
-      const res = await a.get(`/messages/${id}`, alice.token);
+      const res = await ctx.api.get(`/messages/${id}`, alice.token);
       expect(res.status).toBe(404);
       expect(res.body.error.code).toBe('MESSAGE_NOT_FOUND');
     }
@@ -167,33 +149,33 @@ describe('POST /conversations/:id/read', () => {
     const m1 = await send(alice, conv, 'one');
     const m2 = await send(alice, conv, 'two');
     const mine = await send(bob, conv, 'bob speaks');
-    const res = await a.call('POST', `/conversations/${conv}/read`, { token: bob.token });
+    const res = await ctx.api.call('POST', `/conversations/${conv}/read`, { token: bob.token });
     expect(res.status, JSON.stringify(res.body)).toBe(200);
     expect(res.body.data).toEqual({ markedCount: 2, unreadCount: 0 });
     const seen = await list(alice, conv);
     for (const m of seen.filter((x) => x.senderId === alice.id)) expect(m.readAt).toMatch(ISO_MS);
     expect(seen.find((x) => x.id === mine.id)!.readAt).toBeNull();
-    expect((await a.get(`/messages/${m1.id}`, alice.token)).body.data.readAt).toMatch(ISO_MS);
-    expect((await a.get(`/messages/${m2.id}`, alice.token)).body.data.readAt).toMatch(ISO_MS);
-    const again = await a.post(`/conversations/${conv}/read`, bob.token, {});
+    expect((await ctx.api.get(`/messages/${m1.id}`, alice.token)).body.data.readAt).toMatch(ISO_MS);
+    expect((await ctx.api.get(`/messages/${m2.id}`, alice.token)).body.data.readAt).toMatch(ISO_MS);
+    const again = await ctx.api.post(`/conversations/${conv}/read`, bob.token, {});
     expect(again.body.data).toEqual({ markedCount: 0, unreadCount: 0 });
   });
 
   it('with messageId marks up to and including it; an older id afterwards marks 0 (the marker never moves back)', async () => {
     const { alice, bob, conv } = await pair();
     const [m1, m2, m3, m4] = [await send(alice, conv, '1'), await send(alice, conv, '2'), await send(alice, conv, '3'), await send(alice, conv, '4')];
-    const res = await a.post(`/conversations/${conv}/read`, bob.token, { messageId: m2.id });
+    const res = await ctx.api.post(`/conversations/${conv}/read`, bob.token, { messageId: m2.id });
     expect(res.body.data).toEqual({ markedCount: 2, unreadCount: 2 });
     const byId = new Map((await list(alice, conv)).map((m) => [m.id, m.readAt]));
     expect(byId.get(m1.id)).toMatch(ISO_MS);
     expect(byId.get(m2.id)).toMatch(ISO_MS);
     expect(byId.get(m3.id)).toBeNull();
     expect(byId.get(m4.id)).toBeNull();
-    const older = await a.post(`/conversations/${conv}/read`, bob.token, { messageId: m1.id });
+    const older = await ctx.api.post(`/conversations/${conv}/read`, bob.token, { messageId: m1.id });
     expect(older.body.data).toEqual({ markedCount: 0, unreadCount: 2 });
-    const forward = await a.post(`/conversations/${conv}/read`, bob.token, { messageId: m4.id });
+    const forward = await ctx.api.post(`/conversations/${conv}/read`, bob.token, { messageId: m4.id });
     expect(forward.body.data).toEqual({ markedCount: 2, unreadCount: 0 });
-    const back = await a.post(`/conversations/${conv}/read`, bob.token, { messageId: m3.id });
+    const back = await ctx.api.post(`/conversations/${conv}/read`, bob.token, { messageId: m3.id });
     expect(back.body.data).toEqual({ markedCount: 0, unreadCount: 0 });
   });
 
@@ -201,11 +183,11 @@ describe('POST /conversations/:id/read', () => {
     const { alice, bob, conv } = await pair();
     await send(alice, conv, 'hi');
     for (const messageId of [randomUUID(), 'garbage']) {
-      const res = await a.post(`/conversations/${conv}/read`, bob.token, { messageId });
+      const res = await ctx.api.post(`/conversations/${conv}/read`, bob.token, { messageId });
       expect(res.status).toBe(404);
       expect(res.body.error.code).toBe('MESSAGE_NOT_FOUND');
     }
-    expectValidation(await a.post(`/conversations/${conv}/read`, bob.token, { upTo: 'x' }), '(root)');
+    expectValidation(await ctx.api.post(`/conversations/${conv}/read`, bob.token, { upTo: 'x' }), '(root)');
   });
 });
 
@@ -213,7 +195,7 @@ describe('participants only', () => {
   it('a non-participant gets 404 on every message and conversation route, as for an id that does not exist', async () => {
     const { alice, conv } = await pair();
     const sent = await send(alice, conv, 'private');
-    const eve = await known('eve');
+    const eve = await knownUser(ctx.api, 'eve');
     const attempts = [
       ['GET', `/conversations/${conv}/messages`, 'CONVERSATION_NOT_FOUND'],
       ['POST', `/conversations/${conv}/messages`, 'CONVERSATION_NOT_FOUND', { content: 'intrude' }],
@@ -222,27 +204,27 @@ describe('participants only', () => {
       ['GET', `/messages/${sent.id}`, 'MESSAGE_NOT_FOUND'],
     ] as const;
     for (const [method, path, code, body] of attempts) {
-      const res = await a.call(method, path, { token: eve.token, ...(body ? { body } : {}) });
+      const res = await ctx.api.call(method, path, { token: eve.token, ...(body ? { body } : {}) });
       expect(res.status, `${method} ${path}`).toBe(404);
       expect(res.body.error.code).toBe(code);
     }
     expect((await list(alice, conv)).map((m) => m.content)).toEqual(['private']);
-    expect((await a.get(`/messages/${sent.id}`, alice.token)).body.data.readAt).toBeNull();
+    expect((await ctx.api.get(`/messages/${sent.id}`, alice.token)).body.data.readAt).toBeNull();
   });
 
   it('sending into, listing or reading a random uuid conversation is 404 CONVERSATION_NOT_FOUND', async () => {
-    const alice = await known('alice');
+    const alice = await knownUser(ctx.api, 'alice');
     const id = randomUUID();
     for (const res of [
       await sendRaw(alice, id, { content: 'hello?' }),
-      await a.get(`/conversations/${id}/messages`, alice.token),
-      await a.post(`/conversations/${id}/read`, alice.token, {}),
+      await ctx.api.get(`/conversations/${id}/messages`, alice.token),
+      await ctx.api.post(`/conversations/${id}/read`, alice.token, {}),
       await sendRaw(alice, 'not-a-uuid', { content: 'hello?' }),
       // An id longer than any id cannot exist either: 404, not a 400 from a length check.
       await sendRaw(alice, 'x'.repeat(200), { content: 'hello?' }),
-      await a.get(`/conversations/${'x'.repeat(200)}`, alice.token),
-      await a.get(`/conversations/${'x'.repeat(200)}/messages`, alice.token),
-      await a.post(`/conversations/${'x'.repeat(200)}/read`, alice.token, {}),
+      await ctx.api.get(`/conversations/${'x'.repeat(200)}`, alice.token),
+      await ctx.api.get(`/conversations/${'x'.repeat(200)}/messages`, alice.token),
+      await ctx.api.post(`/conversations/${'x'.repeat(200)}/read`, alice.token, {}),
     ]) {
       expect(res.status).toBe(404);
       expect(res.body.error.code).toBe('CONVERSATION_NOT_FOUND');

@@ -1,36 +1,24 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, type Stack } from './helpers/stack';
-import { api, newUser, type Api, type TestUser } from './helpers/client';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useStack } from './helpers/stack';
+import { knownUser, type TestUser } from './helpers/client';
 
-let stack: Stack;
-let a: Api;
+const ctx = useStack();
 let alice: TestUser;
 let bob: TestUser;
 let conversationId: string;
 let sent: string[];
 beforeAll(async () => {
-  stack = await startStack();
-  a = api(stack.baseUrl);
-  [alice, bob] = await Promise.all([known('alice'), known('bob')]);
-  conversationId = (await a.get(`/conversations/with/${bob.username}`, alice.token)).body.data.id;
+  [alice, bob] = await Promise.all([knownUser(ctx.api, 'alice'), knownUser(ctx.api, 'bob')]);
+  conversationId = (await ctx.api.get(`/conversations/with/${bob.username}`, alice.token)).body.data.id;
   sent = await sendMany(conversationId, 45, 'm');
 });
-afterAll(async () => {
-  await stack?.stop();
-});
-
-async function known(prefix: string): Promise<TestUser> {
-  const user = await newUser(prefix);
-  expect((await a.get('/conversations', user.token)).status).toBe(200);
-  return user;
-}
 
 /** Sends `n` messages one after another; returns their ids in send order. */
 async function sendMany(conv: string, n: number, tag: string): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
     const from = i % 2 === 0 ? alice : bob;
-    const res = await a.post(`/conversations/${conv}/messages`, from.token, { content: `${tag} ${i}` });
+    const res = await ctx.api.post(`/conversations/${conv}/messages`, from.token, { content: `${tag} ${i}` });
     expect(res.status, JSON.stringify(res.body)).toBe(201);
     ids.push(res.body.data.id);
   }
@@ -44,7 +32,7 @@ interface Page {
 
 async function page(path: string, token: string, limit: number, cursor?: string | null): Promise<Page> {
   const q = `limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
-  const res = await a.get(`${path}?${q}`, token);
+  const res = await ctx.api.get(`${path}?${q}`, token);
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   return { ids: (res.body.data as Array<{ id: string }>).map((x) => x.id), meta: res.body.meta };
 }
@@ -78,10 +66,10 @@ describe('message pagination', () => {
   });
 
   it('pages of the messages that existed at the first read neither repeat nor skip while new messages arrive', async () => {
-    const [carol, dave] = await Promise.all([known('carol'), known('dave')]);
-    const conv = (await a.get(`/conversations/with/${dave.username}`, carol.token)).body.data.id;
+    const [carol, dave] = await Promise.all([knownUser(ctx.api, 'carol'), knownUser(ctx.api, 'dave')]);
+    const conv = (await ctx.api.get(`/conversations/with/${dave.username}`, carol.token)).body.data.id;
     const send = async (from: TestUser, content: string) => {
-      const res = await a.post(`/conversations/${conv}/messages`, from.token, { content });
+      const res = await ctx.api.post(`/conversations/${conv}/messages`, from.token, { content });
       expect(res.status).toBe(201);
       return res.body.data.id as string;
     };
@@ -101,11 +89,11 @@ describe('message pagination', () => {
 
 describe('conversation list pagination', () => {
   it('25 conversations page 10/10/5, most recent first, with no repeat or skip', async () => {
-    const owner = await known('owner');
-    const others = await Promise.all(Array.from({ length: 25 }, () => known('peer')));
+    const owner = await knownUser(ctx.api, 'owner');
+    const others = await Promise.all(Array.from({ length: 25 }, () => knownUser(ctx.api, 'peer')));
     const created: string[] = [];
     for (const other of others) {
-      const res = await a.get(`/conversations/with/${other.username}`, owner.token);
+      const res = await ctx.api.get(`/conversations/with/${other.username}`, owner.token);
       expect(res.status).toBe(201);
       created.push(res.body.data.id);
     }
@@ -113,9 +101,9 @@ describe('conversation list pagination', () => {
     expect(sizes).toEqual([10, 10, 5]);
     expect(ids).toEqual([...created].reverse());
 
-    const latecomers = await Promise.all(Array.from({ length: 4 }, () => known('late')));
+    const latecomers = await Promise.all(Array.from({ length: 4 }, () => knownUser(ctx.api, 'late')));
     const during = await readAll('/conversations', owner.token, 10, async () => {
-      const res = await a.get(`/conversations/with/${owner.username}`, latecomers.pop()!.token);
+      const res = await ctx.api.get(`/conversations/with/${owner.username}`, latecomers.pop()!.token);
       expect(res.status).toBe(201);
     });
     expect(during.sizes).toEqual([10, 10, 5]);
@@ -125,11 +113,11 @@ describe('conversation list pagination', () => {
 
 describe('blocks list pagination', () => {
   it('12 blocks page 5/5/2, newest first, with no repeat or skip', async () => {
-    const blocker = await known('blocker');
-    const targets = await Promise.all(Array.from({ length: 12 }, () => known('target')));
+    const blocker = await knownUser(ctx.api, 'blocker');
+    const targets = await Promise.all(Array.from({ length: 12 }, () => knownUser(ctx.api, 'target')));
     const blocks: Array<{ id: string; username: string }> = [];
     for (const t of targets) {
-      const res = await a.post('/blocks', blocker.token, { username: t.username });
+      const res = await ctx.api.post('/blocks', blocker.token, { username: t.username });
       expect(res.status, JSON.stringify(res.body)).toBe(201);
       blocks.push({ id: res.body.data.id, username: res.body.data.user.username });
     }
@@ -137,7 +125,7 @@ describe('blocks list pagination', () => {
     const { sizes, ids } = await readAll('/blocks', blocker.token, 5);
     expect(sizes).toEqual([5, 5, 2]);
     expect(ids).toEqual(blocks.map((b) => b.id).reverse());
-    const first = await a.get('/blocks?limit=1', blocker.token);
+    const first = await ctx.api.get('/blocks?limit=1', blocker.token);
     expect(first.body.data[0].user).toMatchObject({ id: targets[11]!.id, username: targets[11]!.username });
   });
 });
@@ -151,7 +139,7 @@ describe('page parameters', () => {
 
   it.each(['0', '101', 'abc', '-1', '1.5'])('limit=%s is 400 VALIDATION_FAILED with details naming limit, on every list', async (limit) => {
     for (const [name, path] of lists()) {
-      const res = await a.get(`${path}?limit=${limit}`, alice.token);
+      const res = await ctx.api.get(`${path}?limit=${limit}`, alice.token);
       expect(res.status, name).toBe(400);
       expect(res.body.error.code, name).toBe('VALIDATION_FAILED');
       expect(Array.isArray(res.body.error.details), name).toBe(true);
@@ -161,10 +149,10 @@ describe('page parameters', () => {
 
   it('limit=1 and limit=100 are accepted, and no limit means 20', async () => {
     for (const [name, path] of lists()) {
-      expect((await a.get(`${path}?limit=1`, alice.token)).status, name).toBe(200);
-      expect((await a.get(`${path}?limit=100`, alice.token)).status, name).toBe(200);
+      expect((await ctx.api.get(`${path}?limit=1`, alice.token)).status, name).toBe(200);
+      expect((await ctx.api.get(`${path}?limit=100`, alice.token)).status, name).toBe(200);
     }
-    const dflt = await a.get(`/conversations/${conversationId}/messages`, alice.token);
+    const dflt = await ctx.api.get(`/conversations/${conversationId}/messages`, alice.token);
     expect(dflt.body.data).toHaveLength(20);
     expect(dflt.body.meta.hasMore).toBe(true);
   });
@@ -179,7 +167,7 @@ describe('page parameters', () => {
     ['a non-array payload', Buffer.from('{"at":1}').toString('base64url')],
   ])('a cursor that is %s is 400 INVALID_CURSOR on every list', async (_, cursor) => {
     for (const [name, path] of lists()) {
-      const res = await a.get(`${path}?cursor=${encodeURIComponent(cursor)}`, alice.token);
+      const res = await ctx.api.get(`${path}?cursor=${encodeURIComponent(cursor)}`, alice.token);
       expect(res.status, name).toBe(400);
       expect(res.body.error.code, name).toBe('INVALID_CURSOR');
     }

@@ -1,20 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, type Stack } from './helpers/stack';
-import { api, newUser, type Api, type TestUser } from './helpers/client';
+import { describe, expect, it } from 'vitest';
+import { useStack } from './helpers/stack';
+import { newUser, type TestUser } from './helpers/client';
 
-let stack: Stack;
-let a: Api;
-beforeAll(async () => {
-  stack = await startStack();
-  a = api(stack.baseUrl);
-});
-afterAll(async () => {
-  await stack?.stop();
-});
+const ctx = useStack();
 
 /** SQL statements the conversations service has run so far (the count of its dbQuery histogram). */
 async function conversationsQueries(): Promise<number> {
-  const { values } = await stack.services.conversations.metrics.dbQuery.get();
+  const { values } = await ctx.stack.services.conversations.metrics.dbQuery.get();
   return values.filter((v) => v.metricName?.endsWith('_count')).reduce((sum, v) => sum + v.value, 0);
 }
 
@@ -29,19 +21,19 @@ describe('conversation list query count', () => {
     const others: TestUser[] = await Promise.all(Array.from({ length: 100 }, () => newUser('peer')));
     // One authenticated request registers each user.
     await inBatches([owner, ...others], 20, async (u) => {
-      expect((await a.get('/conversations', u.token)).status).toBe(200);
+      expect((await ctx.api.get('/conversations', u.token)).status).toBe(200);
     });
     await inBatches(others, 10, async (u) => {
-      const res = await a.get(`/conversations/with/${u.username}`, owner.token);
+      const res = await ctx.api.get(`/conversations/with/${u.username}`, owner.token);
       expect(res.status, JSON.stringify(res.body)).toBe(201);
     });
 
     // Warm-up: the gateway has synced the owner, pools are open.
-    expect((await a.get('/conversations', owner.token)).body.data).toHaveLength(20);
+    expect((await ctx.api.get('/conversations', owner.token)).body.data).toHaveLength(20);
 
     const measure = async (query: string) => {
       const before = await conversationsQueries();
-      const res = await a.get(`/conversations?${query}`, owner.token);
+      const res = await ctx.api.get(`/conversations?${query}`, owner.token);
       const after = await conversationsQueries();
       expect(res.status, JSON.stringify(res.body)).toBe(200);
       return { delta: after - before, body: res.body };

@@ -1,23 +1,16 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { decodeJwt } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { userIdFor } from '../scripts/seed-data';
-import { api } from './helpers/client';
-import { startStack, TEST_SECRET, type Stack } from './helpers/stack';
+import { TEST_SECRET, useStack, type Stack } from './helpers/stack';
 
 const run = promisify(execFile);
 const ROOT = new URL('..', import.meta.url).pathname;
 const tsx = (script: string, args: string[], env: Record<string, string>) =>
   run(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, env: { ...process.env, CONFIG_FILE: '/nonexistent', ...env } });
 
-let stack: Stack;
-beforeAll(async () => {
-  stack = await startStack();
-});
-afterAll(async () => {
-  await stack?.stop();
-});
+const ctx = useStack();
 
 describe('npm run token', () => {
   it('prints a 24 h token whose sub is the seeded id of a seeded user', async () => {
@@ -43,6 +36,7 @@ describe('npm run token', () => {
 
 describe('npm run seed', () => {
   it('makes 10 users, 45 conversations and 1000 messages, and a second run adds nothing', async () => {
+    const { stack } = ctx;
     const env = { NATS_PREFIX: stack.config.NATS_PREFIX, NATS_URL: stack.config.NATS_URL };
     const first = await tsx('scripts/seed.ts', [], env);
     expect(first.stdout).toMatch(/10 users, 45 conversations, 1000 messages \(1000 new\)/);
@@ -50,7 +44,7 @@ describe('npm run seed', () => {
     expect(second.stdout).toMatch(/\(0 new\)/);
 
     const token = (await tsx('scripts/token.ts', ['alice'], { JWT_SECRET: TEST_SECRET })).stdout.trim();
-    const list = await api(stack.baseUrl).get('/conversations?limit=100', token);
+    const list = await ctx.api.get('/conversations?limit=100', token);
     expect(list.status).toBe(200);
     expect(list.body.data).toHaveLength(9);
     const usernames = list.body.data.map((c: { participant: { username: string } }) => c.participant.username).sort();

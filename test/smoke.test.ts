@@ -1,18 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, type Stack } from './helpers/stack';
-import { api, newUser } from './helpers/client';
+import { describe, expect, it } from 'vitest';
+import { useStack } from './helpers/stack';
+import { newUser } from './helpers/client';
 
-let stack: Stack;
-beforeAll(async () => {
-  stack = await startStack();
-});
-afterAll(async () => {
-  await stack?.stop();
-});
+const ctx = useStack();
 
 describe('smoke', () => {
   it('sends a message end to end', async () => {
-    const a = api(stack.baseUrl);
+    const a = ctx.api;
     const alice = await newUser('alice');
     const bob = await newUser('bob');
     expect((await a.get('/conversations', bob.token)).status).toBe(200);

@@ -1,6 +1,16 @@
 import { SignJWT } from 'jose';
 import { randomBytes } from 'node:crypto';
-import { TEST_SECRET } from './stack';
+import { expect } from 'vitest';
+
+/** The JWT secret every test stack is started with. */
+export const TEST_SECRET = 'test-secret-0123456789-0123456789-abcdef';
+
+/** An ISO 8601 UTC time with milliseconds, as the API writes every time. */
+export const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+/** A version 7 UUID: the ids the services mint. */
+export const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** A UUID of any version. */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export interface TestUser {
   id: string;
@@ -58,6 +68,14 @@ export function api(baseUrl: string) {
   };
 }
 export type Api = ReturnType<typeof api>;
+
+/** A fresh user known to chat: one authenticated GET /conversations registers them. */
+export async function knownUser(client: Api, prefix = 'u', claims: Record<string, unknown> = {}): Promise<TestUser> {
+  const user = await newUser(prefix, claims);
+  const res = await client.get('/conversations', user.token);
+  expect(res.status, JSON.stringify(res.body)).toBe(200);
+  return user;
+}
 
 /** Polls until `check` passes or `timeoutMs` runs out; for derived views that follow events. */
 export async function eventually<T>(check: () => Promise<T>, timeoutMs = 3000, intervalMs = 25): Promise<T> {

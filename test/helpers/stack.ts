@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 import { Redis } from 'ioredis';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
@@ -11,8 +12,9 @@ import { startMessagesService } from '@chat/messages';
 import { startBlocksService } from '@chat/blocks';
 import { startPresenceService } from '@chat/presence';
 import { startNotificationsService } from '@chat/notifications';
+import { TEST_SECRET, api, type Api } from './client';
 
-export const TEST_SECRET = 'test-secret-0123456789-0123456789-abcdef';
+export { TEST_SECRET };
 
 export interface Stack {
   config: Config;
@@ -80,6 +82,42 @@ export async function startStack(overrides: Partial<Record<keyof Config, unknown
     await dropRunResources(config).catch(() => undefined);
     throw err;
   }
+}
+
+export interface StackContext {
+  /** The running stack; only inside tests and hooks, once `beforeAll` has started it. */
+  readonly stack: Stack;
+  /** A REST client on the stack's gateway. */
+  readonly api: Api;
+}
+
+/**
+ * Starts a stack for the calling test file (`beforeAll`) and stops it when the
+ * file is done (`afterAll`). Read `stack` and `api` inside tests and hooks:
+ * they exist only once the stack has started.
+ */
+export function useStack(overrides: Partial<Record<keyof Config, unknown>> = {}): StackContext {
+  let stack: Stack | undefined;
+  let client: Api | undefined;
+  beforeAll(async () => {
+    stack = await startStack(overrides);
+    client = api(stack.baseUrl);
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+  const started = () => {
+    if (!stack || !client) throw new Error('useStack: the stack has not started; use it inside tests and hooks');
+    return { stack, client };
+  };
+  return {
+    get stack() {
+      return started().stack;
+    },
+    get api() {
+      return started().client;
+    },
+  };
 }
 
 /** Leaves nothing behind: the run's stream, keys and database. */

@@ -1,7 +1,6 @@
 import pg from 'pg';
 import { fileURLToPath } from 'node:url';
 import { runner } from 'node-pg-migrate';
-import { ChatError } from '@chat/contracts';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 
@@ -73,7 +72,7 @@ export const isUniqueViolation = (err: unknown, constraint?: string): boolean =>
 export async function ensureDatabase(url: string): Promise<boolean> {
   const target = new URL(url);
   const name = decodeURIComponent(target.pathname.slice(1));
-  if (!/^[A-Za-z0-9_]+$/.test(name)) throw new ChatError('INTERNAL', `refusing to create database with name ${JSON.stringify(name)}`);
+  if (!/^[A-Za-z0-9_]+$/.test(name)) throw new Error(`refusing to create a database named ${JSON.stringify(name)}: use [A-Za-z0-9_]`);
   const admin = new URL(url);
   admin.pathname = '/postgres';
   const client = new pg.Client({ connectionString: admin.toString(), connectionTimeoutMillis: 5000 });

@@ -86,7 +86,7 @@ export async function startGateway(config: Config, log: Logger) {
       if (!token) throw new ChatError('UNAUTHORIZED', 'missing bearer token');
       const principal = await verify(token);
       c.set('principal', principal);
-      await users.ensure(principal, c.get('requestId'));
+      await users.ensure(principal, c.get('requestId'), log);
       await next();
     });
     api.route('/conversations', conversationRoutes(bus));

@@ -1,5 +1,5 @@
-import { UserSchema, type Subjects } from '@chat/contracts';
-import type { BusClient } from '@chat/platform';
+import { ChatError, UserSchema, type Subjects } from '@chat/contracts';
+import type { BusClient, Logger } from '@chat/platform';
 import type { Principal } from './auth';
 
 const MAX_REMEMBERED = 50_000;
@@ -18,15 +18,28 @@ export class UserSync {
     private readonly subjects: Subjects,
   ) {}
 
-  async ensure(p: Principal, requestId: string): Promise<void> {
+  /**
+   * While the directory's service is down, requests that do not need it go on
+   * (the write is retried on the caller's next request); those that do need
+   * it answer 503 from their own call.
+   */
+  async ensure(p: Principal, requestId: string, log: Logger): Promise<void> {
     const fingerprint = JSON.stringify([p.username, p.displayName, p.avatarUrl]);
     if (this.written.get(p.id) === fingerprint) return;
-    await this.bus.request(
-      this.subjects.conversations.upsertUser,
-      { id: p.id, username: p.username, displayName: p.displayName, avatarUrl: p.avatarUrl },
-      UserSchema,
-      { requestId },
-    );
+    try {
+      await this.bus.request(
+        this.subjects.conversations.upsertUser,
+        { id: p.id, username: p.username, displayName: p.displayName, avatarUrl: p.avatarUrl },
+        UserSchema,
+        { requestId },
+      );
+    } catch (err) {
+      if (err instanceof ChatError && err.code === 'SERVICE_UNAVAILABLE') {
+        log.warn({ requestId, userId: p.id }, 'users directory unavailable: profile not refreshed');
+        return;
+      }
+      throw err;
+    }
     this.written.delete(p.id);
     this.written.set(p.id, fingerprint);
     if (this.written.size > MAX_REMEMBERED) {
