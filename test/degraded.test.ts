@@ -28,4 +28,16 @@ describe('a service that is down', () => {
     expect((await a.get('/conversations/unread-count', alice.token)).status).toBe(200);
     expect((await fetch(`${stack.baseUrl}/healthz`)).status).toBe(200);
   });
+
+  it('with the users directory down, a new caller still reaches routes that do not need it', async () => {
+    const { stack, api: a } = ctx;
+    await stack.services.conversations.stop();
+    const carol = await newUser('carol');
+    const unread = await a.get('/conversations/unread-count', carol.token);
+    expect(unread.status).toBe(200);
+    expect(unread.body.data).toEqual({ total: 0, conversations: 0 });
+    const list = await a.get('/conversations', carol.token);
+    expect(list.status).toBe(503);
+    expect(list.body.error.message).toMatch(/conversations/);
+  });
 });
