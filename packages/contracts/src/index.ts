@@ -6,3 +6,4 @@ export * from './content';
 export * from './requests';
 export * from './rest';
 export * from './events';
+export * from './realtime';

@@ -49,3 +49,15 @@ export const PresenceQueryForRequest = z.object({ ...Actor, userIds: z.array(Use
 
 export const GetPreferencesRequest = z.object({ ...Actor });
 export const PutPreferencesRequest = z.object({ ...Actor, preferences: NotificationPreferencesSchema });
+
+export const ContactsRequest = z.object({ userId: UserIdSchema });
+export const ContactsReply = z.array(UserIdSchema);
+
+/** The caller's durable events after `since`; limit 0 asks only for latestSeq. */
+export const EventsRequest = z.object({ ...Actor, since: z.number().int().min(0), limit: z.number().int().min(0).max(500) });
+export const TypingRequest = z.object({ ...Actor, conversationId: Id, isTyping: z.boolean() });
+
+const Connection = { userId: UserIdSchema, connectionId: z.string().min(1).max(64) };
+export const PresenceConnectRequest = z.object(Connection);
+export const PresenceDisconnectRequest = z.object(Connection);
+export const PresenceHeartbeatRequest = z.object({ connections: z.array(z.object(Connection)).max(100_000) });

@@ -26,6 +26,7 @@ export function subjects(prefix: string) {
       get: rr('conversations', 'get'),
       getOrCreate: rr('conversations', 'get-or-create'),
       participants: rr('conversations', 'participants'),
+      contacts: rr('conversations', 'contacts'),
       upsertUser: rr('conversations', 'upsert-user'),
       findUser: rr('conversations', 'find-user'),
       getUsers: rr('conversations', 'get-users'),
@@ -36,6 +37,8 @@ export function subjects(prefix: string) {
       send: rr('messages', 'send'),
       read: rr('messages', 'read'),
       unreadCount: rr('messages', 'unread-count'),
+      events: rr('messages', 'events'),
+      typing: rr('messages', 'typing'),
     },
     blocks: {
       create: rr('blocks', 'create'),
@@ -48,11 +51,16 @@ export function subjects(prefix: string) {
     presence: {
       query: rr('presence', 'query'),
       queryFor: rr('presence', 'query-for'),
+      connect: rr('presence', 'connect'),
+      disconnect: rr('presence', 'disconnect'),
+      heartbeat: rr('presence', 'heartbeat'),
     },
     notifications: {
       getPreferences: rr('notifications', 'get-preferences'),
       putPreferences: rr('notifications', 'put-preferences'),
     },
+    /** Core-NATS subject a gateway subscribes to while it holds a connection of that user. */
+    deliver: (userId: string) => `${prefix}.deliver.${Buffer.from(userId, 'utf8').toString('base64url')}`,
     events: {
       all: `${prefix}.events.>`,
       messageEvents: `${prefix}.events.message.>`,
