@@ -56,6 +56,18 @@ export const ConfigSchema = z
     /** How long the gateway (and a service calling another) waits for a reply before 503. */
     REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
     DB_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+    /** A connection not refreshed by its gateway's heartbeat for this long counts as gone (a gateway died). */
+    PRESENCE_TTL_MS: z.coerce.number().int().min(1000).max(600_000).default(45_000),
+    /** How often the presence service looks for connections whose TTL ran out. */
+    PRESENCE_SWEEP_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
+    /** The WebSocket ping interval; a connection that misses two pings is dropped. */
+    WS_HEARTBEAT_MS: z.coerce.number().int().min(100).max(300_000).default(25_000),
+    /** Past this many unsent bytes on a socket, ephemeral events to it are dropped (and counted). */
+    WS_SOFT_BUFFER_BYTES: z.coerce.number().int().min(1024).default(256 * 1024),
+    /** Past this many unsent bytes a socket is closed with 1013; the client resumes with since. */
+    WS_HARD_BUFFER_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+    /** Durable per-user events are kept this long; older `since` values get resync. */
+    EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(365).default(7),
   })
   .superRefine((c, ctx) => {
     if (!c.JWT_JWKS_URL) {
