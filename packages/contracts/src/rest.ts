@@ -28,3 +28,13 @@ export const PresenceQuery = z.object({
     .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
     .pipe(z.array(z.string().min(1).max(128)).min(1, 'needs 1-100 ids').max(100, 'needs 1-100 ids')),
 });
+
+export const EventsQuery = z.object({
+  since: z
+    .string()
+    .regex(/^\d{1,15}$/, 'must be a non-negative integer')
+    .transform(Number)
+    .optional()
+    .default(0),
+  limit: LimitParam.optional().default(100),
+});

@@ -14,6 +14,7 @@ import { createGatewayMetrics } from './gateway-metrics';
 import { errorResponse, type GatewayEnv } from './http';
 import { checkReadiness } from './readiness';
 import { accountRoutes } from './routes/account';
+import { eventRoutes } from './routes/events';
 import { blockRoutes } from './routes/blocks';
 import { conversationRoutes } from './routes/conversations';
 import { messageRoutes } from './routes/messages';
@@ -93,6 +94,7 @@ export async function startGateway(config: Config, log: Logger) {
     api.route('/blocks', blockRoutes(bus));
     api.route('/', messageRoutes(bus, () => metrics.messagesTotal.inc()));
     api.route('/', accountRoutes(bus));
+    api.route('/', eventRoutes(bus));
     app.route('/api/chat', api);
 
     app.notFound((c) => errorResponse(c, 'NOT_FOUND', 'no such route'));

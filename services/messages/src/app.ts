@@ -1,9 +1,11 @@
+import { EphemeralEventType } from '@chat/contracts';
 import { ensureEventStream, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { EventLog } from './event-log';
 import { messageEndpoints } from './handlers';
 import { MessagesService } from './messages.service';
 import { OutboxRelay } from './outbox-relay';
 
-/** Composition root of the messages service: messages, read markers, unread counters and their outbox. */
+/** Composition root of the messages service: messages, read markers, unread counters, the user event log and the outbox. */
 export function startMessagesService(config: Config, log: Logger) {
   return startService<Database>(config, log, {
     name: 'messages',
@@ -15,7 +17,20 @@ export function startMessagesService(config: Config, log: Logger) {
       relay.start();
       // Registered before the endpoints' stop step, so it runs after it: the relay drains what the last requests wrote.
       teardown.add('outbox relay', () => relay.stop());
-      return messageEndpoints(subjects.messages, new MessagesService(db, bus, subjects, () => relay.kick()));
+      const events = new EventLog(db, nc, subjects, config.EVENTS_RETENTION_DAYS, log);
+      events.startPruning();
+      teardown.add('event pruning', async () => events.stop());
+      const service = new MessagesService(
+        db,
+        bus,
+        subjects,
+        (committed) => {
+          events.publish(committed);
+          relay.kick();
+        },
+        (recipientId, payload) => nc.publish(subjects.deliver(recipientId), JSON.stringify({ type: EphemeralEventType.typing, payload })),
+      );
+      return messageEndpoints(subjects.messages, service, events);
     },
   });
 }

@@ -1,13 +1,16 @@
-import { GetMessageRequest, ListMessagesRequest, ReadMessagesRequest, SendMessageRequest, UnreadCountRequest, type Subjects } from '@chat/contracts';
+import { EventsRequest, GetMessageRequest, ListMessagesRequest, ReadMessagesRequest, SendMessageRequest, TypingRequest, UnreadCountRequest, type Subjects } from '@chat/contracts';
 import { endpoint, type EndpointDef } from '@chat/platform';
 import type { MessagesService } from './messages.service';
+import type { EventLog } from './event-log';
 
-export function messageEndpoints(s: Subjects['messages'], service: MessagesService): EndpointDef[] {
+export function messageEndpoints(s: Subjects['messages'], service: MessagesService, log: EventLog): EndpointDef[] {
   return [
     endpoint(s.send, SendMessageRequest, (req, ctx) => service.send(req, ctx)),
     endpoint(s.read, ReadMessagesRequest, (req, ctx) => service.read(req.actor, req.conversationId, req.messageId, ctx)),
     endpoint(s.list, ListMessagesRequest, (req, ctx) => service.list(req.actor, req.conversationId, req.cursor, req.limit, ctx)),
     endpoint(s.get, GetMessageRequest, (req) => service.get(req.actor, req.messageId)),
     endpoint(s.unreadCount, UnreadCountRequest, (req) => service.unreadCount(req.actor)),
+    endpoint(s.events, EventsRequest, (req) => log.after(req.actor, req.since, req.limit)),
+    endpoint(s.typing, TypingRequest, (req, ctx) => service.typing(req.actor, req.conversationId, req.isTyping, ctx)),
   ];
 }

@@ -188,6 +188,11 @@ export class MessagesRepository {
     return { total: Number(rows[0]?.total ?? 0), conversations: Number(rows[0]?.conversations ?? 0) };
   }
 
+  async unreadTotal(userId: string): Promise<number> {
+    const { rows } = await this.db.query<{ total: string }>('SELECT coalesce(sum(unread_count), 0) AS total FROM participants WHERE user_id = $1', [userId]);
+    return Number(rows[0]!.total);
+  }
+
   async appendOutbox(eventId: string, subject: string, payload: unknown): Promise<void> {
     await this.db.query('INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)', [eventId, subject, JSON.stringify(payload)]);
   }

@@ -13,6 +13,8 @@ import {
 } from '@chat/contracts';
 import { decodeCursor, iso, isUuid, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { MessagesRepository, toMessage, type ConversationRow } from './messages.repository';
+import { type UserEvent } from './events.repository';
+import { readEvents, sendEvents } from './user-events';
 
 export interface CallContext {
   requestId: string | undefined;
@@ -38,7 +40,8 @@ export class MessagesService {
     private readonly db: Database,
     private readonly bus: BusClient,
     private readonly subjects: Subjects,
-    private readonly onCommitted: () => void,
+    private readonly onCommitted: (events: UserEvent[]) => void,
+    private readonly onTyping: (recipientId: string, payload: { conversationId: string; userId: string; isTyping: boolean }) => void,
   ) {
     this.repo = new MessagesRepository(db);
   }
@@ -65,6 +68,7 @@ export class MessagesService {
       await repo.incrementUnread(conv.id, other);
       const version = await repo.recordLastMessage(conv.id, row.id, row.created_at);
       const message = toMessage(row);
+      const userEvents = await sendEvents(tx, message, other);
       const event: MessageCreatedEvent = {
         eventId: newId(),
         conversationId: conv.id,
@@ -74,15 +78,15 @@ export class MessagesService {
         message,
       };
       await repo.appendOutbox(event.eventId, EventType.messageCreated, event);
-      return message;
+      return { message, userEvents };
     });
     if (!outcome) {
       const existing = await this.repo.findByClientId(conv.id, input.actor, clientId!);
       return { message: this.replayed(existing!, input.content), created: false };
     }
-    this.onCommitted();
-    ctx.log.info({ conversationId: conv.id, messageId: outcome.id, userId: input.actor }, 'message sent');
-    return { message: outcome, created: true };
+    this.onCommitted(outcome.userEvents);
+    ctx.log.info({ conversationId: conv.id, messageId: outcome.message.id, userId: input.actor }, 'message sent');
+    return { message: outcome.message, created: true };
   }
 
   async read(actor: string, conversationId: string, messageId: string | undefined, ctx: CallContext): Promise<ReadResult> {
@@ -94,16 +98,16 @@ export class MessagesService {
       const target = messageId === undefined ? await repo.latest(conv.id) : await repo.findInConversation(conv.id, messageId);
       if (!target) {
         if (messageId !== undefined) throw new ChatError('MESSAGE_NOT_FOUND', 'message not found');
-        return { markedCount: 0, unreadCount: 0, committed: false };
+        return { markedCount: 0, unreadCount: 0, userEvents: undefined };
       }
       const upTo = { at: target.created_key, id: target.id };
       if (!(await repo.isPastReadMarker(conv.id, actor, upTo))) {
         const unread = (await repo.unreadCounts(conv.id)).find((u) => u.userId === actor)?.count ?? 0;
-        return { markedCount: 0, unreadCount: unread, committed: false };
+        return { markedCount: 0, unreadCount: unread, userEvents: undefined };
       }
       const marked = await repo.markRead(conv.id, actor, upTo);
       const unreadCount = await repo.setReadState(conv.id, actor, target.id);
-      if (marked.count === 0) return { markedCount: 0, unreadCount, committed: false };
+      if (marked.count === 0) return { markedCount: 0, unreadCount, userEvents: undefined };
       const version = await repo.bumpVersion(conv.id);
       const last = await repo.latest(conv.id);
       const event: MessageReadEvent = {
@@ -118,10 +122,11 @@ export class MessagesService {
         markedCount: marked.count,
       };
       await repo.appendOutbox(event.eventId, EventType.messageRead, event);
-      return { markedCount: marked.count, unreadCount, committed: true };
+      const userEvents = await readEvents(tx, conv, actor, { lastReadMessageId: target.id, readAt: event.readAt, unreadCount });
+      return { markedCount: marked.count, unreadCount, userEvents };
     });
-    if (result.committed) {
-      this.onCommitted();
+    if (result.userEvents) {
+      this.onCommitted(result.userEvents);
       ctx.log.info({ conversationId: conv.id, userId: actor, markedCount: result.markedCount }, 'messages read');
     }
     return { markedCount: result.markedCount, unreadCount: result.unreadCount };
@@ -138,6 +143,18 @@ export class MessagesService {
     const row = isUuid(messageId) ? await this.repo.getWithParticipants(messageId) : undefined;
     if (!row || (row.user_a !== actor && row.user_b !== actor)) throw new ChatError('MESSAGE_NOT_FOUND', 'message not found');
     return toMessage(row);
+  }
+
+  /**
+   * Typing is ephemeral: straight to the other participant's gateways, never
+   * stored. Across a block it is acknowledged but goes nowhere.
+   */
+  async typing(actor: string, conversationId: string, isTyping: boolean, ctx: CallContext): Promise<Record<string, never>> {
+    const conv = await this.membership(actor, conversationId, ctx);
+    const other = conv.user_a === actor ? conv.user_b : conv.user_a;
+    const status = await this.bus.request(this.subjects.blocks.status, { userId: actor, otherId: other }, BlockStatusSchema, { requestId: ctx.requestId });
+    if (!status.blockedByMe && !status.blockedByThem) this.onTyping(other, { conversationId: conv.id, userId: actor, isTyping });
+    return {};
   }
 
   unreadCount(actor: string): Promise<UnreadCount> {
