@@ -19,6 +19,8 @@ import { blockRoutes } from './routes/blocks';
 import { conversationRoutes } from './routes/conversations';
 import { messageRoutes } from './routes/messages';
 import { UserSync } from './user-sync';
+import { RealtimeHub } from './ws/hub';
+import { createUpgradeHandler } from './ws/upgrade';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -113,9 +115,26 @@ export async function startGateway(config: Config, log: Logger) {
       server.listen(config.PORT, '0.0.0.0', () => resolve());
     });
     teardown.add('http server', () => closeServer(server));
+
+    const hub = new RealtimeHub(
+      nc,
+      client,
+      s,
+      {
+        heartbeatMs: config.WS_HEARTBEAT_MS,
+        softBufferBytes: config.WS_SOFT_BUFFER_BYTES,
+        hardBufferBytes: config.WS_HARD_BUFFER_BYTES,
+        presenceHeartbeatMs: Math.max(250, Math.floor(config.PRESENCE_TTL_MS / 3)),
+      },
+      metrics,
+      log,
+    );
+    teardown.add('websockets', () => hub.stop());
+    const upgrade = createUpgradeHandler({ corsOrigins: config.CORS_ORIGINS, verify, users, hub, log });
+    server.on('upgrade', (req, socket, head) => void upgrade(req, socket, head));
     const port = (server.address() as AddressInfo).port;
     log.info({ port }, 'gateway ready');
-    return { stop: () => teardown.stop(), port, server, metrics, app };
+    return { stop: () => teardown.stop(), port, server, metrics, app, hub };
   } catch (err) {
     await teardown.stop();
     throw err;

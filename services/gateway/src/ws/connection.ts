@@ -1,0 +1,243 @@
+import type { WebSocket } from 'ws';
+import {
+  ChatError,
+  ClientFrameSchema,
+  EventsReply,
+  HEARTBEAT_MS,
+  issuesToDetails,
+  MessageSchema,
+  ReadResultSchema,
+  TYPING_TIMEOUT_MS,
+  TypingPayload,
+  type ClientFrame,
+  type Delivery,
+  type DurableEvent,
+  type Subjects,
+} from '@chat/contracts';
+import type { BusClient, Logger } from '@chat/platform';
+import { z } from 'zod';
+import type { Principal } from '../auth';
+import type { GatewayMetrics } from '../gateway-metrics';
+
+export interface ConnectionLimits {
+  heartbeatMs: number;
+  softBufferBytes: number;
+  hardBufferBytes: number;
+}
+
+const Sent = z.object({ message: MessageSchema, created: z.boolean() });
+const REPLAY_PAGE = 500;
+
+/**
+ * One client socket. Durable events go out strictly in seq order, once each:
+ * `lastSeq` is the newest seq written; an older one is a duplicate, a newer
+ * one with a gap makes the connection read the missing events from the log
+ * first. All writes pass through one promise chain, so replay, live events
+ * and gap fills never interleave.
+ */
+export class ClientConnection {
+  readonly id = crypto.randomUUID();
+  private lastSeq = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private missedPings = 0;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly typing = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly ws: WebSocket,
+    readonly principal: Principal,
+    private readonly bus: BusClient,
+    private readonly s: Subjects,
+    private readonly limits: ConnectionLimits,
+    private readonly metrics: GatewayMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  /** Replays after `since` (if given), then says hello; live events queue behind it. */
+  start(since: number | undefined): void {
+    this.enqueue(async () => {
+      let replayed = 0;
+      let resync = false;
+      if (since === undefined) {
+        this.lastSeq = (await this.events(Number.MAX_SAFE_INTEGER, 0)).latestSeq;
+      } else {
+        try {
+          replayed = await this.replayFrom(since);
+        } catch (err) {
+          if (!(err instanceof ChatError && err.code === 'RESYNC_REQUIRED')) throw err;
+          resync = true;
+          this.lastSeq = (await this.events(Number.MAX_SAFE_INTEGER, 0)).latestSeq;
+        }
+      }
+      this.metrics.wsResumes.inc({ outcome: since === undefined ? 'fresh' : resync ? 'resync' : 'replayed' });
+      this.write({
+        type: 'hello',
+        payload: { userId: this.principal.id, seq: this.lastSeq, replayed, resync, heartbeatMs: HEARTBEAT_MS, typingTimeoutMs: TYPING_TIMEOUT_MS },
+      }, true);
+    });
+    this.every(this.limits.heartbeatMs, () => {
+      if (this.missedPings >= 2) return this.ws.terminate();
+      this.missedPings++;
+      this.ws.ping();
+    });
+    this.ws.on('pong', () => (this.missedPings = 0));
+    this.after(Math.max(0, this.principal.expiresAt - Date.now()), () => this.ws.close(1008, 'token expired'));
+  }
+
+  deliver(event: Delivery): void {
+    if ('seq' in event) {
+      this.enqueue(() => this.applyDurable(event));
+    } else if (event.type === 'typing') {
+      this.enqueue(async () => this.applyTyping(TypingPayload.parse(event.payload)));
+    } else {
+      this.enqueue(async () => this.write(event, false));
+    }
+  }
+
+  async handleFrame(data: Buffer, isBinary: boolean): Promise<void> {
+    let raw: unknown;
+    try {
+      if (isBinary) throw new Error('binary');
+      raw = JSON.parse(data.toString('utf8'));
+    } catch {
+      return this.error(undefined, new ChatError('INVALID_FRAME', 'frames are JSON text'));
+    }
+    const id = typeof raw === 'object' && raw !== null && typeof (raw as { id?: unknown }).id === 'string' ? (raw as { id: string }).id.slice(0, 64) : undefined;
+    const frame = ClientFrameSchema.safeParse(raw);
+    if (!frame.success) return this.error(id, new ChatError('VALIDATION_FAILED', 'frame failed validation', issuesToDetails(frame.error.issues)));
+    try {
+      const payload = await this.dispatch(frame.data);
+      this.write(frame.data.type === 'ping' ? { type: 'pong', ...(id ? { replyTo: id } : {}) } : { type: 'ack', ...(id ? { replyTo: id } : {}), payload }, true);
+    } catch (err) {
+      this.error(id, err instanceof ChatError ? err : new ChatError('INTERNAL', 'internal error'));
+      if (!(err instanceof ChatError)) this.log.error({ err, userId: this.principal.id }, 'frame handler failed');
+    }
+  }
+
+  closed(): void {
+    for (const t of this.timers) clearTimeout(t), clearInterval(t);
+    for (const t of this.typing.values()) clearTimeout(t);
+    this.timers.clear();
+    this.typing.clear();
+  }
+
+  close(code: number, reason: string): void {
+    this.ws.close(code, reason);
+  }
+
+  private async dispatch(frame: ClientFrame): Promise<unknown> {
+    const actor = { actor: this.principal.id };
+    switch (frame.type) {
+      case 'message.send': {
+        const r = await this.bus.request(this.s.messages.send, { ...actor, ...frame.payload }, Sent);
+        if (r.created) this.metrics.messagesTotal.inc();
+        return { message: r.message };
+      }
+      case 'message.read':
+        return this.bus.request(this.s.messages.read, { ...actor, ...frame.payload }, ReadResultSchema);
+      case 'typing.start':
+      case 'typing.stop':
+        await this.bus.request(this.s.messages.typing, { ...actor, conversationId: frame.payload.conversationId, isTyping: frame.type === 'typing.start' }, z.object({}));
+        return {};
+      case 'ping':
+        return undefined;
+    }
+  }
+
+  private async applyDurable(event: DurableEvent): Promise<void> {
+    if (event.seq <= this.lastSeq) return;
+    if (event.seq > this.lastSeq + 1) {
+      await this.replayFrom(this.lastSeq);
+      if (event.seq <= this.lastSeq) return;
+    }
+    this.writeDurable(event, true);
+  }
+
+  /** Writes every event after `since` from the log; returns how many. */
+  private async replayFrom(since: number): Promise<number> {
+    let count = 0;
+    let cursor = since;
+    for (;;) {
+      const page = await this.events(cursor, REPLAY_PAGE);
+      for (const e of page.events) {
+        if (e.seq <= this.lastSeq) continue;
+        this.writeDurable(e, false);
+        count++;
+      }
+      cursor = page.events[page.events.length - 1]?.seq ?? cursor;
+      if (!page.hasMore) {
+        // A since beyond the latest seq counts from the latest, so the next event is not mistaken for a duplicate.
+        this.lastSeq = Math.max(this.lastSeq, Math.min(since, page.latestSeq));
+        return count;
+      }
+    }
+  }
+
+  private writeDurable(event: DurableEvent, live: boolean): void {
+    this.write(event, true);
+    this.lastSeq = event.seq;
+    if (live && event.type === 'message.new') {
+      const created = Date.parse(String((event.payload.message as { createdAt?: string } | undefined)?.createdAt));
+      if (!Number.isNaN(created)) this.metrics.deliveryLatency.observe(Math.max(0, Date.now() - created) / 1000);
+    }
+  }
+
+  private applyTyping(t: z.infer<typeof TypingPayload>): void {
+    const key = `${t.conversationId}\u0000${t.userId}`;
+    clearTimeout(this.typing.get(key));
+    this.typing.delete(key);
+    if (t.isTyping) {
+      // The server ends every indicator by itself, whatever happens to the typist's connection.
+      const timer = setTimeout(() => {
+        this.typing.delete(key);
+        this.write({ type: 'typing', payload: { ...t, isTyping: false } }, false);
+      }, TYPING_TIMEOUT_MS);
+      this.typing.set(key, timer);
+    }
+    this.write({ type: 'typing', payload: t }, false);
+  }
+
+  private events(since: number, limit: number) {
+    return this.bus.request(this.s.messages.events, { actor: this.principal.id, since, limit }, EventsReply);
+  }
+
+  private error(replyTo: string | undefined, err: ChatError): void {
+    const payload = { code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) };
+    this.write({ type: 'error', ...(replyTo ? { replyTo } : {}), payload }, true);
+  }
+
+  /**
+   * Backpressure: past the soft threshold ephemeral frames are dropped and
+   * counted; past the hard cap the socket is closed with 1013 (the client
+   * resumes with since). Durable frames are never dropped.
+   */
+  private write(frame: object, durable: boolean): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    const buffered = this.ws.bufferedAmount;
+    if (buffered > this.limits.hardBufferBytes) {
+      this.metrics.wsDropped.inc({ class: durable ? 'durable_closed' : 'ephemeral' });
+      this.ws.close(1013, 'client too slow: resume with since');
+      return;
+    }
+    if (!durable && buffered > this.limits.softBufferBytes) {
+      this.metrics.wsDropped.inc({ class: 'ephemeral' });
+      return;
+    }
+    this.ws.send(JSON.stringify(frame));
+  }
+
+  private enqueue(task: () => Promise<void>): void {
+    this.chain = this.chain.then(task).catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message, userId: this.principal.id }, 'delivery to socket failed: closing so the client resumes');
+      this.ws.close(1011, 'delivery failed: resume with since');
+    });
+  }
+
+  private every(ms: number, fn: () => void): void {
+    this.timers.add(setInterval(fn, ms));
+  }
+
+  private after(ms: number, fn: () => void): void {
+    this.timers.add(setTimeout(fn, Math.min(ms, 2 ** 31 - 1)));
+  }
+}

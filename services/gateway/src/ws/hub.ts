@@ -1,0 +1,113 @@
+import type { Subscription } from '@nats-io/transport-node';
+import type { WebSocket } from 'ws';
+import { DeliverySchema, type Subjects } from '@chat/contracts';
+import type { BusClient, Logger, NatsConnection } from '@chat/platform';
+import { z } from 'zod';
+import type { Principal } from '../auth';
+import type { GatewayMetrics } from '../gateway-metrics';
+import { ClientConnection, type ConnectionLimits } from './connection';
+
+const Ignored = z.unknown();
+
+/**
+ * The connections this gateway holds. While it holds at least one socket of a
+ * user it subscribes to that user's delivery subject, so an event published
+ * anywhere reaches every socket of the user on every gateway. It also keeps
+ * the presence service told which connections are alive.
+ */
+export class RealtimeHub {
+  private readonly users = new Map<string, { sockets: Set<ClientConnection>; sub: Subscription }>();
+  private heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly bus: BusClient,
+    private readonly s: Subjects,
+    private readonly limits: ConnectionLimits & { presenceHeartbeatMs: number },
+    private readonly metrics: GatewayMetrics,
+    private readonly log: Logger,
+  ) {
+    this.heartbeat = setInterval(() => this.refreshPresence(), limits.presenceHeartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  open(ws: WebSocket, principal: Principal, since: number | undefined): void {
+    const conn = new ClientConnection(ws, principal, this.bus, this.s, this.limits, this.metrics, this.log);
+    this.attach(conn);
+    ws.on('message', (data, isBinary) => void conn.handleFrame(data as Buffer, isBinary));
+    ws.on('close', () => this.detach(conn));
+    ws.on('error', (err) => this.log.debug({ err: err.message, userId: principal.id }, 'socket error'));
+    conn.start(since);
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const u of this.users.values()) n += u.sockets.size;
+    return n;
+  }
+
+  /** Closes every socket with 1001 (going away) and tells presence they are gone. */
+  async stop(): Promise<void> {
+    clearInterval(this.heartbeat);
+    const all = [...this.users.values()].flatMap((u) => [...u.sockets]);
+    for (const c of all) c.close(1001, 'server shutting down');
+    await Promise.all(all.map((c) => this.presence('disconnect', c)));
+  }
+
+  private attach(conn: ClientConnection): void {
+    const userId = conn.principal.id;
+    let entry = this.users.get(userId);
+    if (!entry) {
+      const sub = this.nc.subscribe(this.s.deliver(userId), {
+        callback: (err, msg) => {
+          if (!err) this.fanOut(userId, msg.data);
+        },
+      });
+      entry = { sockets: new Set(), sub };
+      this.users.set(userId, entry);
+    }
+    entry.sockets.add(conn);
+    this.metrics.wsConnections.inc();
+    void this.presence('connect', conn);
+  }
+
+  private detach(conn: ClientConnection): void {
+    conn.closed();
+    const entry = this.users.get(conn.principal.id);
+    if (!entry?.sockets.delete(conn)) return;
+    this.metrics.wsConnections.dec();
+    if (entry.sockets.size === 0) {
+      entry.sub.unsubscribe();
+      this.users.delete(conn.principal.id);
+    }
+    void this.presence('disconnect', conn);
+  }
+
+  private fanOut(userId: string, data: Uint8Array): void {
+    let event;
+    try {
+      event = DeliverySchema.parse(JSON.parse(new TextDecoder().decode(data)));
+    } catch {
+      this.log.warn({ userId }, 'malformed delivery ignored');
+      return;
+    }
+    for (const conn of this.users.get(userId)?.sockets ?? []) conn.deliver(event);
+  }
+
+  private async presence(verb: 'connect' | 'disconnect', conn: ClientConnection): Promise<void> {
+    try {
+      await this.bus.request(this.s.presence[verb], { userId: conn.principal.id, connectionId: conn.id }, Ignored, { timeoutMs: 2000 });
+    } catch (err) {
+      // Heartbeats (or their absence) set presence right again.
+      this.log.warn({ err: (err as Error).message, userId: conn.principal.id }, `presence ${verb} failed`);
+    }
+  }
+
+  private refreshPresence(): void {
+    const connections = [...this.users.entries()].flatMap(([userId, u]) => [...u.sockets].map((c) => ({ userId, connectionId: c.id })));
+    if (connections.length === 0) return;
+    this.bus.request(this.s.presence.heartbeat, { connections }, Ignored, { timeoutMs: 5000 }).catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message }, 'presence heartbeat failed');
+    });
+  }
+}
