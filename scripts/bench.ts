@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
 import { loadConfig } from '@chat/platform';
+import { wsConnections, wsLatency } from './bench-ws';
 
 /**
  * npm run bench -- [--url http://localhost:8080] [--seconds 15] [--concurrency 16] [--users 20]
@@ -15,6 +16,9 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '15' },
     concurrency: { type: 'string', default: '16' },
     users: { type: 'string', default: '20' },
+    'ws-seconds': { type: 'string', default: '10' },
+    'ws-rate': { type: 'string', default: '20' },
+    connections: { type: 'string', default: '2000' },
   },
 });
 const BASE = `${values.url}/api/chat`;
@@ -49,13 +53,18 @@ async function call(route: string, method: string, path: string, token: string, 
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
+async function token(i: number) {
+  const username = `bench_${run}_${i}`;
+  const jwt = await new SignJWT({ username }).setProtectedHeader({ alg: 'HS256' }).setSubject(`bench-${run}-${i}`).setIssuedAt().setExpirationTime('1h').sign(key);
+  return { username, token: jwt };
+}
+
 async function main() {
   const users = await Promise.all(
     Array.from({ length: USERS }, async (_, i) => {
-      const username = `bench_${run}_${i}`;
-      const token = await new SignJWT({ username }).setProtectedHeader({ alg: 'HS256' }).setSubject(`bench-${run}-${i}`).setIssuedAt().setExpirationTime('1h').sign(key);
-      await call('setup', 'GET', '/conversations?limit=1', token);
-      return { username, token };
+      const user = await token(i);
+      await call('setup', 'GET', '/conversations?limit=1', user.token);
+      return user;
     }),
   );
   const convs: Array<{ id: string; a: number; b: number }> = [];
@@ -91,6 +100,15 @@ async function main() {
   console.table(rows);
   const total = rows.reduce((a, r) => a + r.count, 0);
   console.log(`requests/s: ${(total / SECONDS).toFixed(0)}   messages/s: ${(sent / SECONDS).toFixed(0)}   errors: ${errors} ${JSON.stringify(Object.fromEntries(errorCodes))}`);
+
+  const wsSeconds = Math.min(120, Number(values['ws-seconds']));
+  const rate = Math.min(200, Number(values['ws-rate']));
+  const lat = await wsLatency(values.url!, BASE, token, wsSeconds, rate);
+  console.log(`\nWebSocket send→receive (${rate}/s for ${wsSeconds} s): sent ${lat.sent}, received ${lat.received}, ` +
+    `p50 ${lat.p50.toFixed(1)} ms, p95 ${lat.p95.toFixed(1)} ms, p99 ${lat.p99.toFixed(1)} ms`);
+  const conns = await wsConnections(values.url!, token, Math.min(10_000, Number(values.connections)));
+  console.log(`WebSocket connections held by one gateway: ${conns.held} (opened in ${conns.openSeconds.toFixed(1)} s), ` +
+    `gateway RSS ${conns.rssBeforeMb.toFixed(0)} → ${conns.rssAfterMb.toFixed(0)} MB, ~${conns.perConnectionKb.toFixed(1)} KB per connection`);
 }
 
 main().catch((err: unknown) => {
