@@ -1,30 +1,41 @@
-import { Redis } from 'ioredis';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newUser } from './helpers/client';
+import { subjects } from '@chat/contracts';
+import { ISO_MS, newUser } from './helpers/client';
 import { useStack } from './helpers/stack';
 
 const ctx = useStack();
-let redis: Redis;
-beforeAll(() => {
-  const { config } = ctx.stack;
-  redis = new Redis(config.REDIS_URL, { keyPrefix: `${config.REDIS_PREFIX}presence:` });
+let nc: NatsConnection;
+beforeAll(async () => {
+  nc = await connect({ servers: ctx.stack.config.NATS_URL });
 });
-afterAll(() => {
-  redis?.disconnect();
+afterAll(async () => {
+  await nc?.close();
 });
 
+/** A gateway's presence call: a WebSocket of `userId` opened or closed. */
+async function presence(verb: 'connect' | 'disconnect', userId: string, connectionId: string): Promise<any> {
+  const reply = await nc.request(subjects(ctx.stack.config.NATS_PREFIX).presence[verb], JSON.stringify({ userId, connectionId }), { timeout: 3000 });
+  const envelope = reply.json<any>();
+  expect(envelope.ok, JSON.stringify(envelope)).toBe(true);
+  return envelope.data;
+}
+
 describe('GET /presence', () => {
-  it('answers isOnline and lastSeenAt per id from the presence key space', async () => {
+  it('answers isOnline and lastSeenAt per id from the presence service', async () => {
     const a = ctx.api;
     const alice = await newUser('alice');
-    await redis.set('online:bob-1', '1');
-    await redis.set('lastseen:carol-1', '2026-01-02T03:04:05.678Z');
-    const res = await a.get('/presence?userIds=bob-1,carol-1,dave-1', alice.token);
+    const [bob, carol, dave] = ['bob', 'carol', 'dave'].map((n) => `${n}-${alice.id}`);
+    await presence('connect', bob!, 'c1');
+    await presence('connect', carol!, 'c1');
+    const { lastSeenAt } = await presence('disconnect', carol!, 'c1');
+    expect(lastSeenAt).toMatch(ISO_MS);
+    const res = await a.get(`/presence?userIds=${bob},${carol},${dave}`, alice.token);
     expect(res.status).toBe(200);
     expect(res.body.data).toEqual({
-      'bob-1': { isOnline: true, lastSeenAt: null },
-      'carol-1': { isOnline: false, lastSeenAt: '2026-01-02T03:04:05.678Z' },
-      'dave-1': { isOnline: false, lastSeenAt: null },
+      [bob!]: { isOnline: true, lastSeenAt: null },
+      [carol!]: { isOnline: false, lastSeenAt },
+      [dave!]: { isOnline: false, lastSeenAt: null },
     });
   });
 
@@ -35,9 +46,12 @@ describe('GET /presence', () => {
     const carol = await newUser('carol');
     for (const u of [bob, carol]) {
       await a.get('/conversations', u.token);
-      await redis.set(`online:${u.id}`, '1');
-      await redis.set(`lastseen:${u.id}`, new Date().toISOString());
+      // Online now, and seen before: both are hidden from alice.
+      await presence('connect', u.id, 'c1');
+      await presence('disconnect', u.id, 'c1');
+      await presence('connect', u.id, 'c2');
     }
+    expect((await a.get(`/presence?userIds=${bob.id}`, carol.token)).body.data[bob.id]).toEqual({ isOnline: true, lastSeenAt: expect.stringMatching(ISO_MS) });
     expect((await a.post('/blocks', alice.token, { username: bob.username })).status).toBe(201);
     expect((await a.post('/blocks', carol.token, { username: alice.username })).status).toBe(201);
     const res = await a.get(`/presence?userIds=${bob.id},${carol.id}`, alice.token);

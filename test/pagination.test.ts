@@ -173,3 +173,27 @@ describe('page parameters', () => {
     }
   });
 });
+
+describe('pages of long messages', () => {
+  it('a page too large for one bus reply is cut short with hasMore, and the next pages hold the rest without repeat or skip', async () => {
+    const alice = await knownUser(ctx.api, 'alice');
+    const bob = await knownUser(ctx.api, 'bob');
+    const conv = (await ctx.api.get(`/conversations/with/${bob.username}`, alice.token)).body.data.id as string;
+    const long = (i: number) => `${i} ${'😀'.repeat(4990)}`;
+    const sent: string[] = [];
+    for (let i = 0; i < 60; i++) sent.push((await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: long(i) })).body.data.id);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res: { status: number; body: any } = await ctx.api.get(`/conversations/${conv}/messages?limit=100${cursor ? `&cursor=${cursor}` : ''}`, bob.token);
+      expect(res.status).toBe(200);
+      seen.push(...res.body.data.map((m: { id: string }) => m.id));
+      cursor = res.body.meta.nextCursor;
+      expect(res.body.meta.hasMore).toBe(cursor !== null);
+      pages++;
+    } while (cursor);
+    expect(pages).toBeGreaterThan(1);
+    expect(seen).toEqual([...sent].reverse());
+  }, 60_000);
+});

@@ -30,6 +30,15 @@ function runStart(env: Record<string, string>) {
   return { child, exited, output: () => out, errors: () => err };
 }
 
+const SERVICES = ['conversations', 'messages', 'blocks', 'presence', 'notifications', 'gateway'];
+
+/** Waits until every service has printed its ready line (they start side by side, in any order). */
+async function allReady(output: () => string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const ready = () => SERVICES.every((name) => new RegExp(`${name}\\s+\\| .*${name} ready`).test(output()));
+  while (!ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+}
+
 /** Service processes of this run: their command line runs a main.ts and their environment holds the run's id. */
 function servicePids(runMarker: string): string[] {
   return readdirSync('/proc').filter((pid) => {
@@ -53,17 +62,16 @@ describe('npm start', () => {
     LOG_LEVEL: 'info',
   };
   afterAll(async () => {
+    // Whatever a failed assertion left running is ended, so no later run meets it.
+    for (const pid of servicePids(id)) process.kill(Number(pid), 'SIGKILL');
     await dropRunResources(loadConfig({ ...env, CONFIG_FILE: '/nonexistent' }));
   });
 
   it('creates the database, starts every service with its name on each line, and SIGTERM leaves no process behind', async () => {
     const port = await freePort();
     const run = runStart({ ...env, PORT: String(port) });
-    const deadline = Date.now() + 30_000;
-    while (!/gateway\s+\|.*gateway ready/.test(run.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    expect(run.output()).toMatch(/gateway\s+\|.*gateway ready/);
-    for (const name of ['conversations', 'messages', 'blocks', 'presence', 'notifications'])
-      expect(run.output()).toMatch(new RegExp(`${name}\\s+\\| .*${name} ready`));
+    await allReady(run.output);
+    for (const name of SERVICES) expect(run.output()).toMatch(new RegExp(`${name}\\s+\\| .*${name} ready`));
 
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
     expect(ready.status).toBe(200);
@@ -78,8 +86,7 @@ describe('npm start', () => {
   it('leaves no orphan when the supervisor itself is killed with SIGKILL', async () => {
     const port = await freePort();
     const run = runStart({ ...env, PORT: String(port) });
-    const deadline = Date.now() + 30_000;
-    while (!/gateway ready/.test(run.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await allReady(run.output);
     expect(servicePids(id)).toHaveLength(6);
     run.child.kill('SIGKILL');
     await run.exited;

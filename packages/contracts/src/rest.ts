@@ -36,5 +36,5 @@ export const EventsQuery = z.object({
     .transform(Number)
     .optional()
     .default(0),
-  limit: LimitParam.optional().default(100),
+  limit: LimitParam.optional().default(20),
 });

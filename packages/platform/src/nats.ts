@@ -67,3 +67,21 @@ export class BusClient {
 }
 
 const serviceOf = (subject: string) => subject.split('.')[1] ?? subject;
+
+/**
+ * How many bytes a reply may carry: half the server's max_payload (1 MiB by
+ * default), leaving room for the envelope. A page that would outgrow it is
+ * cut short (with hasMore and a cursor), since a reply too large for NATS
+ * is never delivered.
+ */
+export const replyBudget = (nc: NatsConnection): number => Math.floor((nc.info?.max_payload ?? 1024 * 1024) / 2);
+
+/** How many of `items`, in order, fit in `budget` bytes of JSON; at least one. */
+export function countFitting(items: readonly unknown[], budget: number): number {
+  let bytes = 0;
+  for (let i = 0; i < items.length; i++) {
+    bytes += Buffer.byteLength(JSON.stringify(items[i]));
+    if (i > 0 && bytes > budget) return i;
+  }
+  return items.length;
+}

@@ -65,6 +65,12 @@ export class ConversationsRepository {
     return rows[0] ? [rows[0].user_low, rows[0].user_high] : undefined;
   }
 
+  /** Everyone who shares a conversation with `userId` (one row per 1:1 conversation, so no duplicates). */
+  async contacts(userId: string): Promise<string[]> {
+    const { rows } = await this.db.query<{ other_user_id: string }>('SELECT other_user_id FROM memberships WHERE user_id = $1', [userId]);
+    return rows.map((r) => r.other_user_id);
+  }
+
   async getForUser(userId: string, conversationId: string): Promise<MembershipRow | undefined> {
     const { rows } = await this.db.query<MembershipRow>(
       `${MEMBERSHIP_SELECT} WHERE m.user_id = $1 AND m.conversation_id = $2`,

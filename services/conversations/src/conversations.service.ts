@@ -68,6 +68,11 @@ export class ConversationsService {
     return pair;
   }
 
+  /** Who shares a conversation with `userId`: whom presence tells when they come and go. */
+  contacts(userId: string): Promise<string[]> {
+    return this.repo.contacts(userId);
+  }
+
   /** Block status and presence for a whole page in one request each, never one per row. */
   private async toDtos(actor: string, rows: MembershipRow[], ctx: CallContext): Promise<Conversation[]> {
     if (rows.length === 0) return [];

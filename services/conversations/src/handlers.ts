@@ -1,4 +1,5 @@
 import {
+  ContactsRequest,
   FindUserRequest,
   GetConversationRequest,
   GetOrCreateConversationRequest,
@@ -24,6 +25,7 @@ export function conversationEndpoints(s: Subjects['conversations'], service: Con
       conversationId: req.conversationId,
       userIds: await service.participants(req.conversationId),
     })),
+    endpoint(s.contacts, ContactsRequest, (req) => service.contacts(req.userId)),
     endpoint(s.upsertUser, UpsertUserRequest, (req) => upsertUser(db, req)),
     endpoint(s.findUser, FindUserRequest, async (req) => {
       const user = await users.findByUsername(req.username);

@@ -1,5 +1,5 @@
 import { EphemeralEventType } from '@chat/contracts';
-import { ensureEventStream, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { ensureEventStream, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { EventLog } from './event-log';
 import { messageEndpoints } from './handlers';
 import { MessagesService } from './messages.service';
@@ -29,6 +29,7 @@ export function startMessagesService(config: Config, log: Logger) {
           relay.kick();
         },
         (recipientId, payload) => nc.publish(subjects.deliver(recipientId), JSON.stringify({ type: EphemeralEventType.typing, payload })),
+        () => replyBudget(nc),
       );
       return messageEndpoints(subjects.messages, service, events);
     },

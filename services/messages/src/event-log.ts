@@ -1,5 +1,5 @@
 import { ChatError, type EventsReply, type Subjects } from '@chat/contracts';
-import type { Database, Logger, NatsConnection } from '@chat/platform';
+import { countFitting, replyBudget, type Database, type Logger, type NatsConnection } from '@chat/platform';
 import { EventsRepository, type UserEvent } from './events.repository';
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
@@ -29,7 +29,10 @@ export class EventLog {
     if (since < prunedThrough) throw new ChatError('RESYNC_REQUIRED', 'events after this seq are past the retention: reload over REST');
     if (limit === 0 || since >= lastSeq) return { events: [], latestSeq: lastSeq, hasMore: false };
     const rows = await this.repo.after(userId, since, limit + 1);
-    return { events: rows.slice(0, limit), latestSeq: lastSeq, hasMore: rows.length > limit };
+    // A page of large messages could outgrow a NATS message, and a client could then never resume.
+    const page = rows.slice(0, limit);
+    const events = page.slice(0, countFitting(page, replyBudget(this.nc)));
+    return { events, latestSeq: lastSeq, hasMore: rows.length > events.length };
   }
 
   publish(events: readonly UserEvent[]): void {

@@ -11,7 +11,7 @@ import {
   type Subjects,
   type UnreadCount,
 } from '@chat/contracts';
-import { decodeCursor, iso, isUuid, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
+import { countFitting, decodeCursor, iso, isUuid, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { MessagesRepository, toMessage, type ConversationRow } from './messages.repository';
 import { type UserEvent } from './events.repository';
 import { readEvents, sendEvents } from './user-events';
@@ -42,6 +42,7 @@ export class MessagesService {
     private readonly subjects: Subjects,
     private readonly onCommitted: (events: UserEvent[]) => void,
     private readonly onTyping: (recipientId: string, payload: { conversationId: string; userId: string; isTyping: boolean }) => void,
+    private readonly maxReplyBytes: () => number,
   ) {
     this.repo = new MessagesRepository(db);
   }
@@ -136,7 +137,9 @@ export class MessagesService {
     const conv = await this.membership(actor, conversationId, ctx);
     const before = cursor === undefined ? undefined : decodeCursor(cursor);
     const rows = await this.repo.page(conv.id, before, limit + 1);
-    return toPage(rows, limit, toMessage, (r) => ({ at: r.created_key, id: r.id }));
+    // A page of long messages may not fit one NATS reply: it is cut short, with hasMore and a cursor.
+    const fit = Math.min(limit, countFitting(rows.slice(0, limit), this.maxReplyBytes()));
+    return toPage(rows.slice(0, fit + 1), fit, toMessage, (r) => ({ at: r.created_key, id: r.id }));
   }
 
   async get(actor: string, messageId: string): Promise<Message> {

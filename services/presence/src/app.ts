@@ -1,36 +1,29 @@
-import { BlockStatusSchema, PresenceQueryForRequest, PresenceQueryRequest, type Presence } from '@chat/contracts';
-import { createRedis, endpoint, startService, type Config, type Logger } from '@chat/platform';
-import { z } from 'zod';
+import { createRedis, startService, type Config, type Logger } from '@chat/platform';
+import { presenceEndpoints } from './handlers';
+import { PresenceNotifier } from './presence.notifier';
 import { PresenceRepository } from './presence.repository';
+import { startSweeper } from './sweeper';
 
-const StatusMap = z.record(z.string(), BlockStatusSchema);
-const HIDDEN: Presence = { isOnline: false, lastSeenAt: null };
+export { PresenceRepository } from './presence.repository';
+export { sweepOnce } from './sweeper';
 
-/** Composition root of the presence service: who is online, in its own Redis key space. */
+/**
+ * Composition root of the presence service: who is online, in its own Redis
+ * key space; tells a user's contacts when they come and go.
+ */
 export function startPresenceService(config: Config, log: Logger) {
   return startService<undefined>(config, log, {
     name: 'presence',
     description: 'who is online and when they were last seen',
-    setup: async ({ subjects, teardown, bus }) => {
+    setup: async ({ nc, subjects, teardown, bus }) => {
       const redis = createRedis(config.REDIS_URL, `${config.REDIS_PREFIX}presence:`, log, 'presence');
       teardown.add('redis', () => redis.quit());
-      const repo = new PresenceRepository(redis);
-      return [
-        endpoint(subjects.presence.query, PresenceQueryRequest, (req) => repo.query(req.userIds)),
-        endpoint(subjects.presence.queryFor, PresenceQueryForRequest, async (req, ctx) => {
-          const ids = [...new Set(req.userIds)];
-          const [presence, blocks] = await Promise.all([
-            repo.query(ids),
-            bus.request(subjects.blocks.statusMany, { userId: req.actor, otherIds: ids }, StatusMap, { requestId: ctx.requestId }),
-          ]);
-          const out: Record<string, Presence> = {};
-          for (const id of ids) {
-            const b = blocks[id];
-            out[id] = b && (b.blockedByMe || b.blockedByThem) ? HIDDEN : (presence[id] ?? HIDDEN);
-          }
-          return out;
-        }),
-      ];
+      const repo = new PresenceRepository(redis, config.PRESENCE_TTL_MS);
+      const notifier = new PresenceNotifier(nc, bus, subjects, log);
+      teardown.add('presence notifications', () => notifier.idle());
+      const sweeper = startSweeper(repo, (userId, lastSeenAt) => notifier.offline(userId, lastSeenAt), config.PRESENCE_SWEEP_MS, log);
+      teardown.add('presence sweeper', () => sweeper.stop());
+      return presenceEndpoints(subjects, repo, notifier, bus);
     },
   });
 }

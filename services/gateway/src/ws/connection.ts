@@ -81,7 +81,7 @@ export class ClientConnection {
       this.ws.ping();
     });
     this.ws.on('pong', () => (this.missedPings = 0));
-    this.after(Math.max(0, this.principal.expiresAt - Date.now()), () => this.ws.close(1008, 'token expired'));
+    this.closeAtExpiry();
   }
 
   deliver(event: Delivery): void {
@@ -226,6 +226,13 @@ export class ClientConnection {
     this.ws.send(JSON.stringify(frame));
   }
 
+  /** setTimeout holds at most ~24.8 days, so a longer-lived token re-arms until it is due. */
+  private closeAtExpiry(): void {
+    const left = this.principal.expiresAt - Date.now();
+    if (left > 2 ** 31 - 1) this.after(2 ** 31 - 1, () => this.closeAtExpiry());
+    else this.after(Math.max(0, left), () => this.ws.close(1008, 'token expired'));
+  }
+
   private enqueue(task: () => Promise<void>): void {
     this.chain = this.chain.then(task).catch((err: unknown) => {
       this.log.warn({ err: (err as Error).message, userId: this.principal.id }, 'delivery to socket failed: closing so the client resumes');
@@ -238,6 +245,6 @@ export class ClientConnection {
   }
 
   private after(ms: number, fn: () => void): void {
-    this.timers.add(setTimeout(fn, Math.min(ms, 2 ** 31 - 1)));
+    this.timers.add(setTimeout(fn, ms));
   }
 }

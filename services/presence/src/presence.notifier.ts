@@ -1,0 +1,75 @@
+import { BlockStatusSchema, ContactsReply, EphemeralEventType, type EphemeralEvent, type Subjects } from '@chat/contracts';
+import type { BusClient, Logger, NatsConnection } from '@chat/platform';
+import { z } from 'zod';
+
+const StatusMap = z.record(z.string(), BlockStatusSchema);
+/** `blocks.status-many` takes at most this many ids per request. */
+const STATUS_BATCH = 200;
+
+/**
+ * Tells a user's contacts (everyone who shares a conversation with them, less
+ * anyone in a block with them either way) that the user came online or went
+ * offline: one core-NATS publish per contact on `<prefix>.deliver.<contact>`,
+ * which the gateway holding that contact's sockets forwards as is.
+ *
+ * Runs in the background: the connect/disconnect or sweep that caused it never
+ * waits for it and never fails because of it (a failure is logged). The events
+ * of one user are sent in the order this replica decided them.
+ */
+export class PresenceNotifier {
+  private readonly queues = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly bus: BusClient,
+    private readonly subjects: Subjects,
+    private readonly log: Logger,
+  ) {}
+
+  online(userId: string, requestId?: string): void {
+    this.enqueue(userId, { type: EphemeralEventType.userOnline, payload: { userId } }, requestId);
+  }
+
+  offline(userId: string, lastSeenAt: string | null, requestId?: string): void {
+    this.enqueue(userId, { type: EphemeralEventType.userOffline, payload: { userId, lastSeenAt } }, requestId);
+  }
+
+  /** Resolves once every event decided so far has been sent (or given up); for shutdown. */
+  async idle(): Promise<void> {
+    while (this.queues.size > 0) await Promise.all(this.queues.values());
+  }
+
+  private enqueue(userId: string, event: EphemeralEvent, requestId: string | undefined): void {
+    const previous = this.queues.get(userId) ?? Promise.resolve();
+    const next = previous
+      .then(() => this.send(userId, event, requestId))
+      .catch((err: unknown) => {
+        this.log.warn({ err: (err as Error).message, userId, type: event.type, requestId }, 'presence: could not notify contacts');
+      });
+    this.queues.set(userId, next);
+    void next.then(() => {
+      if (this.queues.get(userId) === next) this.queues.delete(userId);
+    });
+  }
+
+  private async send(userId: string, event: EphemeralEvent, requestId: string | undefined): Promise<void> {
+    const contacts = await this.bus.request(this.subjects.conversations.contacts, { userId }, ContactsReply, { requestId });
+    const recipients = await this.unblocked(userId, [...new Set(contacts)], requestId);
+    const data = JSON.stringify(event);
+    for (const contactId of recipients) this.nc.publish(this.subjects.deliver(contactId), data);
+  }
+
+  /** The contacts not in a block with `userId`, either way. */
+  private async unblocked(userId: string, contacts: string[], requestId: string | undefined): Promise<string[]> {
+    const batches: string[][] = [];
+    for (let i = 0; i < contacts.length; i += STATUS_BATCH) batches.push(contacts.slice(i, i + STATUS_BATCH));
+    const statuses = await Promise.all(
+      batches.map((otherIds) => this.bus.request(this.subjects.blocks.statusMany, { userId, otherIds }, StatusMap, { requestId })),
+    );
+    const status = Object.assign({}, ...statuses) as z.infer<typeof StatusMap>;
+    return contacts.filter((id) => {
+      const s = status[id];
+      return s !== undefined && !s.blockedByMe && !s.blockedByThem;
+    });
+  }
+}
