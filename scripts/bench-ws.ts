@@ -14,9 +14,10 @@ function open(wsBase: string, token: string): Promise<WebSocket> {
   });
 }
 
-async function gatewayRss(base: string): Promise<number> {
+async function gatewayMemory(base: string): Promise<{ rss: number; heap: number }> {
   const text = await (await fetch(`${base}/metrics`)).text();
-  return Number(/^process_resident_memory_bytes(?:\{[^}]*\})? (\d+(?:\.\d+)?(?:e\+\d+)?)/m.exec(text)?.[1] ?? NaN);
+  const read = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)`, 'm').exec(text)?.[1] ?? NaN);
+  return { rss: read('process_resident_memory_bytes'), heap: read('nodejs_heap_size_used_bytes') };
 }
 
 export async function wsLatency(base: string, api: string, token: Token, seconds: number, ratePerSec: number) {
@@ -51,7 +52,8 @@ export async function wsLatency(base: string, api: string, token: Token, seconds
 export async function wsConnections(base: string, token: Token, count: number) {
   const wsBase = base.replace(/^http/, 'ws');
   const users = await Promise.all(Array.from({ length: 50 }, (_, i) => token(2_000_000 + i)));
-  const before = await gatewayRss(base);
+  await new Promise((r) => setTimeout(r, 2000));
+  const before = await gatewayMemory(base);
   const sockets: WebSocket[] = [];
   const started = performance.now();
   for (let i = 0; i < count; i += 100) {
@@ -59,7 +61,16 @@ export async function wsConnections(base: string, token: Token, count: number) {
   }
   const openMs = performance.now() - started;
   await new Promise((r) => setTimeout(r, 1000));
-  const after = await gatewayRss(base);
+  const after = await gatewayMemory(base);
   for (const ws of sockets) ws.close();
-  return { held: sockets.length, openSeconds: openMs / 1000, rssBeforeMb: before / 2 ** 20, rssAfterMb: after / 2 ** 20, perConnectionKb: (after - before) / sockets.length / 1024 };
+  const mb = (b: number) => b / 2 ** 20;
+  return {
+    held: sockets.length,
+    openSeconds: openMs / 1000,
+    rssBeforeMb: mb(before.rss),
+    rssAfterMb: mb(after.rss),
+    heapBeforeMb: mb(before.heap),
+    heapAfterMb: mb(after.heap),
+    perConnectionKb: (after.rss - before.rss) / sockets.length / 1024,
+  };
 }

@@ -67,6 +67,11 @@ async function main() {
       return user;
     }),
   );
+  const conns = await wsConnections(values.url!, token, Math.min(10_000, Number(values.connections)));
+  console.log(`WebSocket connections held by one gateway: ${conns.held} (opened in ${conns.openSeconds.toFixed(1)} s), ` +
+    `gateway RSS ${conns.rssBeforeMb.toFixed(0)} → ${conns.rssAfterMb.toFixed(0)} MB (~${conns.perConnectionKb.toFixed(1)} KB per connection), ` +
+    `JS heap ${conns.heapBeforeMb.toFixed(0)} → ${conns.heapAfterMb.toFixed(0)} MB`);
+
   const convs: Array<{ id: string; a: number; b: number }> = [];
   for (let i = 0; i < USERS; i += 2) {
     const r = await call('setup', 'GET', `/conversations/with/${users[i + 1]!.username}`, users[i]!.token);
@@ -106,9 +111,6 @@ async function main() {
   const lat = await wsLatency(values.url!, BASE, token, wsSeconds, rate);
   console.log(`\nWebSocket send→receive (${rate}/s for ${wsSeconds} s): sent ${lat.sent}, received ${lat.received}, ` +
     `p50 ${lat.p50.toFixed(1)} ms, p95 ${lat.p95.toFixed(1)} ms, p99 ${lat.p99.toFixed(1)} ms`);
-  const conns = await wsConnections(values.url!, token, Math.min(10_000, Number(values.connections)));
-  console.log(`WebSocket connections held by one gateway: ${conns.held} (opened in ${conns.openSeconds.toFixed(1)} s), ` +
-    `gateway RSS ${conns.rssBeforeMb.toFixed(0)} → ${conns.rssAfterMb.toFixed(0)} MB, ~${conns.perConnectionKb.toFixed(1)} KB per connection`);
 }
 
 main().catch((err: unknown) => {
