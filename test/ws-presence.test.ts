@@ -2,7 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway } from '@chat/gateway';
 import { createLogger } from '@chat/platform';
-import { knownUser, TEST_SECRET, type TestUser } from './helpers/client';
+import { Redis } from 'ioredis';
+import { eventually, knownUser, TEST_SECRET, type TestUser } from './helpers/client';
 import { useStack } from './helpers/stack';
 import { connect, type WsClient } from './helpers/ws';
 
@@ -63,6 +64,24 @@ describe('presence across gateway instances', () => {
     await aliceWs.close();
     await bobWs.none(isPresence('user.offline', alice.id), 800);
     await bobWs.close();
+  });
+});
+
+describe('presence lost in Redis', () => {
+  it('is rebuilt from the gateways within a heartbeat', async () => {
+    const [alice, bob] = await contacts();
+    const { client: aliceWs } = await connect(gateway2.port, { token: alice.token });
+    await eventually(async () => expect((await ctx.api.get(`/presence?userIds=${alice.id}`, bob.token)).body.data[alice.id].isOnline).toBe(true));
+
+    const redis = new Redis(ctx.stack.config.REDIS_URL);
+    const keys = await redis.keys(`${ctx.stack.config.REDIS_PREFIX}presence:*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+    expect((await ctx.api.get(`/presence?userIds=${alice.id}`, bob.token)).body.data[alice.id].isOnline).toBe(false);
+
+    // Gateways refresh every PRESENCE_TTL_MS / 3 (here ~0.7 s).
+    await eventually(async () => expect((await ctx.api.get(`/presence?userIds=${alice.id}`, bob.token)).body.data[alice.id].isOnline).toBe(true), 3000);
+    await aliceWs.close();
   });
 });
 

@@ -8,6 +8,7 @@ import type { GatewayMetrics } from '../gateway-metrics';
 import { ClientConnection, type ConnectionLimits } from './connection';
 
 const Ignored = z.unknown();
+const Refreshed = z.object({ refreshed: z.number().int() });
 
 /**
  * The connections this gateway holds. While it holds at least one socket of a
@@ -103,11 +104,22 @@ export class RealtimeHub {
     }
   }
 
+  /**
+   * Refreshes every socket's presence. If presence lost some (Redis flushed,
+   * or this gateway stalled past the TTL), each socket is announced again;
+   * connect is idempotent for the ones it still has.
+   */
   private refreshPresence(): void {
-    const connections = [...this.users.entries()].flatMap(([userId, u]) => [...u.sockets].map((c) => ({ userId, connectionId: c.id })));
-    if (connections.length === 0) return;
-    this.bus.request(this.s.presence.heartbeat, { connections }, Ignored, { timeoutMs: 5000 }).catch((err: unknown) => {
-      this.log.warn({ err: (err as Error).message }, 'presence heartbeat failed');
-    });
+    const sockets = [...this.users.values()].flatMap((u) => [...u.sockets]);
+    if (sockets.length === 0) return;
+    const connections = sockets.map((c) => ({ userId: c.principal.id, connectionId: c.id }));
+    this.bus
+      .request(this.s.presence.heartbeat, { connections }, Refreshed, { timeoutMs: 5000 })
+      .then(async ({ refreshed }) => {
+        if (refreshed >= connections.length) return;
+        this.log.warn({ missing: connections.length - refreshed }, 'presence lost connections: announcing them again');
+        for (const c of sockets) await this.presence('connect', c);
+      })
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'presence heartbeat failed'));
   }
 }
