@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { eventually, newUser, type Api, type TestUser } from './helpers/client';
+import { eventually, type Api, type TestUser, conversationPair } from './helpers/client';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { eventStreamName } from '@chat/contracts';
@@ -10,14 +10,6 @@ import { useStack } from './helpers/stack';
 const ctx = useStack();
 
 /** Alice, Bob (who has made one request) and the conversation Alice opens with Bob. */
-async function pair() {
-  const a = ctx.api;
-  const alice = await newUser('alice');
-  const bob = await newUser('bob');
-  await a.get('/conversations', bob.token);
-  const conv = (await a.get(`/conversations/with/${bob.username}`, alice.token)).body.data.id as string;
-  return { alice, bob, conv };
-}
 
 async function unreadInMessages(a: Api, reader: TestUser, conversationId: string): Promise<number> {
   const page = await a.get(`/conversations/${conversationId}/messages?limit=100`, reader.token);
@@ -27,7 +19,7 @@ async function unreadInMessages(a: Api, reader: TestUser, conversationId: string
 describe('derived conversation state under concurrency', () => {
   it('unread counts, last message and activity agree with the messages after concurrent sends and reads', async () => {
     const a = ctx.api;
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
 
     const sends = (from: TestUser, n: number) =>
       Array.from({ length: n }, (_, i) => a.post(`/conversations/${conv}/messages`, from.token, { content: `${from.username} ${i}` }));
@@ -51,7 +43,7 @@ describe('derived conversation state under concurrency', () => {
 
   it('the message list order is the commit order: every page is strictly newest first', async () => {
     const a = ctx.api;
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     await Promise.all(Array.from({ length: 30 }, (_, i) => a.post(`/conversations/${conv}/messages`, i % 2 ? alice.token : bob.token, { content: `m${i}` })));
     const list = (await a.get(`/conversations/${conv}/messages?limit=100`, alice.token)).body.data as Array<{ createdAt: string; id: string }>;
     expect(list).toHaveLength(30);
@@ -60,7 +52,7 @@ describe('derived conversation state under concurrency', () => {
 
   it('replaying every event from the start of the stream changes no conversation list', async () => {
     const a = ctx.api;
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     for (let i = 0; i < 5; i++) await a.post(`/conversations/${conv}/messages`, alice.token, { content: `a${i}` });
     await a.post(`/conversations/${conv}/read`, bob.token, {});
     await a.post(`/conversations/${conv}/messages`, bob.token, { content: 'reply' });

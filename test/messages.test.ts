@@ -1,17 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { useStack } from './helpers/stack';
-import { ISO_MS, UUID, knownUser, type TestUser } from './helpers/client';
+import { ISO_MS, UUID, knownUser, type TestUser, conversationPair } from './helpers/client';
 
 const ctx = useStack();
 
 /** Two known users and their conversation. */
-async function pair() {
-  const [alice, bob] = await Promise.all([knownUser(ctx.api, 'alice'), knownUser(ctx.api, 'bob')]);
-  const res = await ctx.api.get(`/conversations/with/${bob.username}`, alice.token);
-  expect(res.status, JSON.stringify(res.body)).toBe(201);
-  return { alice, bob, conv: res.body.data.id as string };
-}
 
 const sendRaw = (u: TestUser, conv: string, body: unknown) => ctx.api.post(`/conversations/${conv}/messages`, u.token, body);
 async function send(u: TestUser, conv: string, content: string, clientMessageId?: string) {
@@ -32,7 +26,7 @@ function expectValidation(res: { status: number; body: any }, field: string) {
 
 describe('POST /conversations/:id/messages', () => {
   it('201 with a trimmed Message: UUID id, ISO ms time, readAt null, clientMessageId echoed or null', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     const before = Date.now();
     const res = await sendRaw(alice, conv, { content: '  \n hello bob \t ', clientMessageId: 'cm-1_A' });
     expect(res.status).toBe(201);
@@ -48,7 +42,7 @@ describe('POST /conversations/:id/messages', () => {
   });
 
   it('content rules: empty, whitespace-only, 5001 code points and control characters are 400 VALIDATION_FAILED with details', async () => {
-    const { alice, conv } = await pair();
+    const { alice, conv } = await conversationPair(ctx.api);
     for (const content of ['', '   \n\t ', 'a'.repeat(5001), '😀'.repeat(5001), 'ding\u0007', 'del\u007f', 'c1\u0085x', 'nul\u0000']) {
       expectValidation(await sendRaw(alice, conv, { content }), 'content');
     }
@@ -60,14 +54,14 @@ describe('POST /conversations/:id/messages', () => {
   });
 
   it('5000 emoji code points (10000 UTF-16 units) are accepted; \\n \\r \\t inside are kept', async () => {
-    const { alice, conv } = await pair();
+    const { alice, conv } = await conversationPair(ctx.api);
     const emoji = '😀'.repeat(5000);
     expect((await send(alice, conv, emoji)).content).toBe(emoji);
     expect((await send(alice, conv, 'a\r\nb\tc')).content).toBe('a\r\nb\tc');
   });
 
   it('content is plain text: HTML, SQL, RTL and zero-width come back byte for byte', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     const samples = [
       '<script>alert("x")</script><b>&amp;</b>',
       "'; DROP TABLE messages; -- \\ %_ $1",
@@ -86,7 +80,7 @@ describe('POST /conversations/:id/messages', () => {
 
 describe('idempotent sends (clientMessageId)', () => {
   it('a repeat with the same content answers 200 with the original and stores nothing new', async () => {
-    const { alice, conv } = await pair();
+    const { alice, conv } = await conversationPair(ctx.api);
     const first = await send(alice, conv, 'once', 'key-1');
     const again = await sendRaw(alice, conv, { content: 'once', clientMessageId: 'key-1' });
     expect(again.status).toBe(200);
@@ -98,7 +92,7 @@ describe('idempotent sends (clientMessageId)', () => {
   });
 
   it('the same key with other content is 409 IDEMPOTENCY_CONFLICT', async () => {
-    const { alice, conv } = await pair();
+    const { alice, conv } = await conversationPair(ctx.api);
     await send(alice, conv, 'original', 'key-2');
     const res = await sendRaw(alice, conv, { content: 'changed', clientMessageId: 'key-2' });
     expect(res.status).toBe(409);
@@ -107,14 +101,14 @@ describe('idempotent sends (clientMessageId)', () => {
   });
 
   it('the key is per sender: the other user may use the same key', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     const mine = await send(alice, conv, 'from alice', 'shared');
     const theirs = await send(bob, conv, 'from bob', 'shared');
     expect(theirs.id).not.toBe(mine.id);
   });
 
   it('10 concurrent sends with one key leave exactly one message; all answers carry its id', async () => {
-    const { alice, conv } = await pair();
+    const { alice, conv } = await conversationPair(ctx.api);
     const results = await Promise.all(
       Array.from({ length: 10 }, () => sendRaw(alice, conv, { content: 'race', clientMessageId: 'race-key' })),
     );
@@ -128,7 +122,7 @@ describe('idempotent sends (clientMessageId)', () => {
 
 describe('GET /messages/:id', () => {
   it('returns the message to both participants; unknown and malformed ids are 404 MESSAGE_NOT_FOUND', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     const sent = await send(alice, conv, 'fetch me', 'f-1');
     for (const u of [alice, bob]) {
       const res = await ctx.api.get(`/messages/${sent.id}`, u.token);
@@ -145,7 +139,7 @@ describe('GET /messages/:id', () => {
 
 describe('POST /conversations/:id/read', () => {
   it('marks the other user\u2019s messages (never the caller\u2019s), sets readAt for the sender, and returns counts', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     const m1 = await send(alice, conv, 'one');
     const m2 = await send(alice, conv, 'two');
     const mine = await send(bob, conv, 'bob speaks');
@@ -162,7 +156,7 @@ describe('POST /conversations/:id/read', () => {
   });
 
   it('with messageId marks up to and including it; an older id afterwards marks 0 (the marker never moves back)', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     const [m1, m2, m3, m4] = [await send(alice, conv, '1'), await send(alice, conv, '2'), await send(alice, conv, '3'), await send(alice, conv, '4')];
     const res = await ctx.api.post(`/conversations/${conv}/read`, bob.token, { messageId: m2.id });
     expect(res.body.data).toEqual({ markedCount: 2, unreadCount: 2 });
@@ -180,7 +174,7 @@ describe('POST /conversations/:id/read', () => {
   });
 
   it('an unknown messageId is 404 MESSAGE_NOT_FOUND; an unknown body field is 400', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     await send(alice, conv, 'hi');
     for (const messageId of [randomUUID(), 'garbage']) {
       const res = await ctx.api.post(`/conversations/${conv}/read`, bob.token, { messageId });
@@ -193,7 +187,7 @@ describe('POST /conversations/:id/read', () => {
 
 describe('participants only', () => {
   it('a non-participant gets 404 on every message and conversation route, as for an id that does not exist', async () => {
-    const { alice, conv } = await pair();
+    const { alice, conv } = await conversationPair(ctx.api);
     const sent = await send(alice, conv, 'private');
     const eve = await knownUser(ctx.api, 'eve');
     const attempts = [

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway } from '@chat/gateway';
 import { createLogger } from '@chat/platform';
 import { Redis } from 'ioredis';
-import { eventually, knownUser, TEST_SECRET, type TestUser } from './helpers/client';
+import { conversationPair, eventually, TEST_SECRET } from './helpers/client';
 import { useStack } from './helpers/stack';
 import { connect, type WsClient } from './helpers/ws';
 
@@ -20,18 +20,12 @@ afterAll(async () => {
   await gateway2?.stop();
 });
 
-async function contacts(): Promise<[TestUser, TestUser]> {
-  const alice = await knownUser(ctx.api, 'alice');
-  const bob = await knownUser(ctx.api, 'bob');
-  expect((await ctx.api.get(`/conversations/with/${bob.username}`, alice.token)).status).toBe(201);
-  return [alice, bob];
-}
 
 const isPresence = (type: string, userId: string) => (f: { type: string; payload?: any }) => f.type === type && f.payload?.userId === userId;
 
 describe('presence across gateway instances', () => {
   it('a user connecting on one gateway is announced online to a contact on another, and offline when the last socket closes', async () => {
-    const [alice, bob] = await contacts();
+    const { alice, bob } = await conversationPair(ctx.api);
     const { client: bobWs } = await connect(port1(), { token: bob.token });
     const { client: alice1 } = await connect(gateway2.port, { token: alice.token });
     await bobWs.next(isPresence('user.online', alice.id));
@@ -55,7 +49,7 @@ describe('presence across gateway instances', () => {
   });
 
   it('never announces presence across a block', async () => {
-    const [alice, bob] = await contacts();
+    const { alice, bob } = await conversationPair(ctx.api);
     expect((await ctx.api.post('/blocks', bob.token, { username: alice.username })).status).toBe(201);
     const { client: bobWs } = await connect(gateway2.port, { token: bob.token });
     const { client: aliceWs } = await connect(port1(), { token: alice.token });
@@ -69,7 +63,7 @@ describe('presence across gateway instances', () => {
 
 describe('presence lost in Redis', () => {
   it('is rebuilt from the gateways within a heartbeat', async () => {
-    const [alice, bob] = await contacts();
+    const { alice, bob } = await conversationPair(ctx.api);
     const { client: aliceWs } = await connect(gateway2.port, { token: alice.token });
     await eventually(async () => expect((await ctx.api.get(`/presence?userIds=${alice.id}`, bob.token)).body.data[alice.id].isOnline).toBe(true));
 
@@ -92,7 +86,7 @@ describe('a gateway killed with SIGKILL', () => {
   });
 
   it('its users go offline for their contacts within the presence TTL, without any goodbye', async () => {
-    const [alice, bob] = await contacts();
+    const { alice, bob } = await conversationPair(ctx.api);
     const c = ctx.stack.config;
     child = spawn(process.execPath, ['--import', 'tsx', 'services/gateway/src/main.ts'], {
       cwd: ROOT,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ISO_MS, UUID_V7, eventually, knownUser, newUser, signToken, type TestUser } from './helpers/client';
+import { ISO_MS, UUID_V7, eventually, knownUser, newUser, signToken, type TestUser, conversationPair } from './helpers/client';
 import { useStack } from './helpers/stack';
 import { connect, tryUpgrade, type Frame, type WsClient } from './helpers/ws';
 
@@ -20,8 +20,7 @@ async function socket(user: TestUser) {
 
 /** Alice and Bob, a conversation between them and a socket each. */
 async function pair() {
-  const [alice, bob] = await Promise.all([knownUser(ctx.api, 'alice'), knownUser(ctx.api, 'bob')]);
-  const conv = (await ctx.api.get(`/conversations/with/${bob.username}`, alice.token)).body.data.id as string;
+  const { alice, bob, conv } = await conversationPair(ctx.api);
   const [a, b] = [(await socket(alice)).client, (await socket(bob)).client];
   return { alice, bob, conv, a, b };
 }

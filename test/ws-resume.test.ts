@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { knownUser, type TestUser } from './helpers/client';
+import { knownUser, type TestUser, conversationPair } from './helpers/client';
 import { useStack } from './helpers/stack';
 import { connect, type Frame, type WsClient } from './helpers/ws';
 
@@ -18,11 +18,6 @@ async function socket(user: TestUser, since?: number) {
   return r;
 }
 
-async function pair() {
-  const [alice, bob] = await Promise.all([knownUser(ctx.api, 'alice'), knownUser(ctx.api, 'bob')]);
-  const conv = (await ctx.api.get(`/conversations/with/${bob.username}`, alice.token)).body.data.id as string;
-  return { alice, bob, conv };
-}
 async function sendMany(from: TestUser, conv: string, n: number, label = 'm', onSent?: () => void): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
@@ -47,7 +42,7 @@ function expectContiguous(frames: Frame[], from: number) {
 
 describe('resume with since', () => {
   it('replays exactly the durable events after since, in seq order, then hello with replayed and the last seq', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     const n = await bobSawOneAndLeft(alice, bob, conv);
     expect(n).toBe(2);
     const ids = await sendMany(alice, conv, 50);
@@ -85,7 +80,7 @@ describe('resume with since', () => {
   });
 
   it('GET /events: since at the latest is an empty last page; since=abc is 400 VALIDATION_FAILED', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     await sendMany(alice, conv, 3);
     const tail = await ctx.api.get('/events?since=6', bob.token);
     expect(tail.status).toBe(200);
@@ -102,7 +97,7 @@ describe('resume with since', () => {
   });
 
   it('a since at or beyond the latest seq replays nothing (resync false), and the next event follows the latest', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     await sendMany(alice, conv, 2);
     for (const since of [4, 1000]) {
       const { client, hello } = await socket(bob, since);
@@ -117,7 +112,7 @@ describe('resume with since', () => {
   });
 
   it('a since older than the retention gets hello resync true with nothing replayed; GET /events is 410 RESYNC_REQUIRED', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     await sendMany(alice, conv, 5); // bob: seq 1..10
     const db = new pg.Client({ connectionString: ctx.stack.config.DATABASE_URL });
     await db.connect();
@@ -148,7 +143,7 @@ describe('resume with since', () => {
   });
 
   it('a replay bigger than one NATS message arrives whole; GET /events pages it by size and by limit', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     const big = '\u{1F600}'.repeat(4990); // ~20 000 bytes of UTF-8: 60 of them outgrow a 1 MiB NATS message
     await Promise.all(Array.from({ length: 6 }, (_, k) => sendMany(alice, conv, 10, `${big} ${k}`)));
     const { client, hello } = await socket(bob, 0);
@@ -167,7 +162,7 @@ describe('resume with since', () => {
   });
 
   it('live events that arrive during a replay are neither lost nor duplicated', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     const carol = await knownUser(ctx.api, 'carol');
     const conv2 = (await ctx.api.get(`/conversations/with/${bob.username}`, carol.token)).body.data.id as string;
     let n = await bobSawOneAndLeft(alice, bob, conv);

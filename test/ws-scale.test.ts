@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '@chat/platform';
 import { startGateway } from '@chat/gateway';
-import { eventually, knownUser, type TestUser } from './helpers/client';
+import { eventually, knownUser, type TestUser, conversationPair } from './helpers/client';
 import { useStack } from './helpers/stack';
 import { connect, type Frame, type WsClient } from './helpers/ws';
 
@@ -28,11 +28,6 @@ async function socket(port: number, user: TestUser, since?: number) {
   open.push(r.client);
   return r;
 }
-async function pair() {
-  const [alice, bob] = await Promise.all([knownUser(ctx.api, 'alice'), knownUser(ctx.api, 'bob')]);
-  const conv = (await ctx.api.get(`/conversations/with/${bob.username}`, alice.token)).body.data.id as string;
-  return { alice, bob, conv };
-}
 const send = async (from: TestUser, conv: string, content: string) => {
   const res = await ctx.api.post(`/conversations/${conv}/messages`, from.token, { content });
   expect(res.status).toBe(201);
@@ -48,7 +43,7 @@ const upTo = (from: number, n: number) => Array.from({ length: n }, (_, i) => fr
 
 describe('delivery across gateway instances', () => {
   it('a message sent by REST on gateway 1 reaches a socket on gateway 2, and a WS send on gateway 2 reaches gateway 1', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     const { client: b } = await socket(gateway2.port, bob);
     const id = await send(alice, conv, 'across instances');
     expect(await b.nextOf('message.new')).toMatchObject({ seq: 1, payload: { message: { id, content: 'across instances' } } });
@@ -62,7 +57,7 @@ describe('delivery across gateway instances', () => {
   });
 
   it('a user with a socket on each gateway gets every event on both, in the same seq order', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     const carol = await knownUser(ctx.api, 'carol');
     const conv2 = (await ctx.api.get(`/conversations/with/${bob.username}`, carol.token)).body.data.id as string;
     const [{ client: b1 }, { client: b2 }] = [await socket(ctx.stack.gateway.port, bob), await socket(gateway2.port, bob)];
@@ -96,7 +91,7 @@ describe('delivery across gateway instances', () => {
 
 describe('a slow reader', () => {
   it('is closed with 1013 past the hard cap, the gateway stays bounded, and it resumes with since losing nothing', async () => {
-    const { alice, bob, conv } = await pair();
+    const { alice, bob, conv } = await conversationPair(ctx.api);
     const gw = ctx.stack.gateway;
     const baseline = gw.hub.size;
     const { client } = await socket(gw.port, bob);

@@ -89,3 +89,11 @@ export async function eventually<T>(check: () => Promise<T>, timeoutMs = 3000, i
     }
   }
 }
+
+/** Two known users and the conversation between them (created: 201). */
+export async function conversationPair(a: Api): Promise<{ alice: TestUser; bob: TestUser; conv: string }> {
+  const [alice, bob] = await Promise.all([knownUser(a, 'alice'), knownUser(a, 'bob')]);
+  const res = await a.get(`/conversations/with/${bob.username}`, alice.token);
+  if (res.status !== 201) throw new Error(`opening a conversation answered ${res.status}: ${JSON.stringify(res.body)}`);
+  return { alice, bob, conv: res.body.data.id as string };
+}
