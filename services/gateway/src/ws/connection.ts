@@ -94,6 +94,11 @@ export class ClientConnection {
     }
   }
 
+  /** Reads whatever the log holds past lastSeq: after NATS was away, deliveries may have been missed. */
+  catchUp(): void {
+    this.enqueue(async () => void (await this.replayFrom(this.lastSeq)));
+  }
+
   async handleFrame(data: Buffer, isBinary: boolean): Promise<void> {
     let raw: unknown;
     try {

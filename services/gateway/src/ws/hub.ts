@@ -30,6 +30,16 @@ export class RealtimeHub {
   ) {
     this.heartbeat = setInterval(() => this.refreshPresence(), limits.presenceHeartbeatMs);
     this.heartbeat.unref();
+    void this.catchUpOnReconnect();
+  }
+
+  /** Core NATS delivery is at most once: after a reconnect every socket reads what it may have missed. */
+  private async catchUpOnReconnect(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      if (status.type !== 'reconnect') continue;
+      for (const u of this.users.values()) for (const c of u.sockets) c.catchUp();
+      void this.refreshPresence();
+    }
   }
 
   open(ws: WebSocket, principal: Principal, since: number | undefined): void {
