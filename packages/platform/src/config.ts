@@ -68,6 +68,13 @@ export const ConfigSchema = z
     WS_HARD_BUFFER_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
     /** Durable per-user events are kept this long; older `since` values get resync. */
     EVENTS_RETENTION_DAYS: z.coerce.number().int().min(1).max(365).default(7),
+    /** First webhook retry delay; each retry doubles it (with jitter) up to NOTIFICATION_RETRY_MAX_MS. */
+    NOTIFICATION_RETRY_BASE_MS: z.coerce.number().int().min(10).default(1000),
+    NOTIFICATION_RETRY_MAX_MS: z.coerce.number().int().min(10).default(60_000),
+    /** A notification still undelivered this long after it was made is given up (SPEC: at least 10 minutes). */
+    NOTIFICATION_GIVE_UP_AFTER_MS: z.coerce.number().int().min(1000).default(30 * 60_000),
+    /** How long one webhook POST may take before it counts as failed. */
+    NOTIFICATION_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
   })
   .superRefine((c, ctx) => {
     if (!c.JWT_JWKS_URL) {
