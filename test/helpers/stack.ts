@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { eventStreamName } from '@chat/contracts';
-import { createLogger, ensureDatabase, loadConfig, type Config, type RunningService } from '@chat/platform';
+import { createLogger, deadLetterStreamName, ensureDatabase, loadConfig, type Config, type RunningService } from '@chat/platform';
 import { startGateway } from '@chat/gateway';
 import { startConversationsService } from '@chat/conversations';
 import { startMessagesService } from '@chat/messages';
@@ -137,6 +137,7 @@ export async function dropRunResources(config: Config): Promise<void> {
   try {
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(eventStreamName(config.NATS_PREFIX)).catch(() => undefined);
+    await jsm.streams.delete(deadLetterStreamName(config.NATS_PREFIX)).catch(() => undefined);
   } finally {
     await nc.close();
   }

@@ -27,8 +27,37 @@ export const MessageReadEvent = z.object({
 });
 export type MessageReadEvent = z.infer<typeof MessageReadEvent>;
 
+export const ConversationCreatedEvent = z.object({
+  eventId: z.string(),
+  conversationId: z.string(),
+  userIds: z.tuple([UserIdSchema, UserIdSchema]),
+  createdAt: z.string(),
+});
+export type ConversationCreatedEvent = z.infer<typeof ConversationCreatedEvent>;
+
+export const BlockCreatedEvent = z.object({
+  eventId: z.string(),
+  blockId: z.string(),
+  blockerId: UserIdSchema,
+  blockedId: UserIdSchema,
+  createdAt: z.string(),
+});
+export type BlockCreatedEvent = z.infer<typeof BlockCreatedEvent>;
+
+export const BlockRemovedEvent = z.object({
+  eventId: z.string(),
+  blockerId: UserIdSchema,
+  blockedId: UserIdSchema,
+  removedAt: z.string(),
+});
+export type BlockRemovedEvent = z.infer<typeof BlockRemovedEvent>;
+
+/** Event types: each is the subject below `<prefix>.events.`. */
 export const EventType = {
   messageCreated: 'message.created',
   messageRead: 'message.read',
+  conversationCreated: 'conversation.created',
+  blockCreated: 'block.created',
+  blockRemoved: 'block.removed',
 } as const;
 export type EventType = (typeof EventType)[keyof typeof EventType];

@@ -66,6 +66,11 @@ export function subjects(prefix: string) {
       messageEvents: `${prefix}.events.message.>`,
       messageCreated: `${prefix}.events.message.created`,
       messageRead: `${prefix}.events.message.read`,
+      conversationCreated: `${prefix}.events.conversation.created`,
+      blockEvents: `${prefix}.events.block.>`,
+      /** Events a consumer gave up on (poison, or failing past MaxDeliver), by consumer: stream `<PREFIX>_DEAD`. */
+      deadLetter: (consumer: string) => `${prefix}.dead.${consumer}`,
+      deadLetterAll: `${prefix}.dead.>`,
     },
   } as const;
 }

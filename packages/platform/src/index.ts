@@ -12,3 +12,4 @@ export * from './preflight';
 export * from './runtime';
 export * from './jetstream';
 export * from './service-app';
+export * from './outbox';

@@ -9,6 +9,7 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import { eventStreamName, subjects } from '@chat/contracts';
+import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { NatsConnection } from './nats';
 import type { Logger } from './logger';
 
@@ -44,6 +45,34 @@ export async function ensureEventStream(nc: NatsConnection, prefix: string): Pro
   return name;
 }
 
+/** Streams and names derived from the prefix; the dead-letter stream keeps what consumers gave up on. */
+export const deadLetterStreamName = (prefix: string) => `${prefix.toUpperCase()}_DEAD`;
+
+async function ensureDeadLetterStream(nc: NatsConnection, prefix: string): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const name = deadLetterStreamName(prefix);
+  try {
+    await jsm.streams.info(name);
+  } catch {
+    await jsm.streams
+      .add({ name, subjects: [subjects(prefix).events.deadLetterAll], storage: StorageType.File, max_age: 30 * DAY_NS })
+      .catch(async (err: unknown) => {
+        await jsm.streams.info(name).catch(() => {
+          throw err;
+        });
+      });
+  }
+}
+
+/**
+ * Thrown by a handler for an event it can never process (it does not parse,
+ * say): the event goes to the dead-letter stream at once instead of being
+ * retried. Any other error is retried up to MaxDeliver first.
+ */
+export class PoisonEventError extends Error {
+  override name = 'PoisonEventError';
+}
+
 export interface ConsumerOptions {
   prefix: string;
   durable: string;
@@ -60,6 +89,9 @@ export interface ConsumerOptions {
  */
 export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Promise<{ stop(): Promise<void> }> {
   const stream = await ensureEventStream(nc, opts.prefix);
+  await ensureDeadLetterStream(nc, opts.prefix);
+  const js = jetstream(nc);
+  const deadSubject = subjects(opts.prefix).events.deadLetter(opts.durable);
   const jsm = await jetstreamManager(nc);
   const maxDeliver = opts.maxDeliver ?? 10;
   await jsm.consumers.add(stream, {
@@ -70,7 +102,7 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
     max_deliver: maxDeliver,
     ack_wait: 30_000_000_000,
   });
-  const consumer = await jetstream(nc).consumers.get(stream, opts.durable);
+  const consumer = await js.consumers.get(stream, opts.durable);
   const messages: ConsumerMessages = await consumer.consume({ max_messages: 256 });
   const done = (async () => {
     for await (const m of messages) await handleOne(m);
@@ -82,9 +114,24 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
       m.ack();
     } catch (err) {
       const attempt = m.info.deliveryCount;
-      opts.log.error({ err, subject: m.subject, attempt, seq: m.seq }, 'event handler failed');
-      if (attempt >= maxDeliver) m.term('handler kept failing');
-      else m.nak(Math.min(30_000, 250 * 2 ** attempt));
+      const poison = err instanceof PoisonEventError || err instanceof SyntaxError || (err as Error).name === 'ZodError';
+      opts.log.error({ err, subject: m.subject, attempt, seq: m.seq, poison }, 'event handler failed');
+      if (!poison && attempt < maxDeliver) {
+        m.nak(Math.min(30_000, 250 * 2 ** attempt));
+        return;
+      }
+      // One bad event must not hold up the rest: park it, with why, and move on.
+      try {
+        const h = natsHeaders();
+        h.set('Chat-Original-Subject', m.subject);
+        h.set('Chat-Dead-Reason', String((err as Error).message).slice(0, 500));
+        h.set('Chat-Attempts', String(attempt));
+        await js.publish(deadSubject, m.data, { headers: h });
+        m.term('dead-lettered');
+      } catch (dlqErr) {
+        opts.log.error({ err: dlqErr, subject: m.subject }, 'dead-letter publish failed: will retry the event');
+        m.nak(5000);
+      }
     }
   }
 

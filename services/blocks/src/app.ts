@@ -1,4 +1,4 @@
-import { startService, type Config, type Database, type Logger } from '@chat/platform';
+import { ensureEventStream, OutboxRelay, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { BlocksService } from './blocks.service';
 import { blockEndpoints } from './handlers';
 
@@ -8,6 +8,12 @@ export function startBlocksService(config: Config, log: Logger) {
     name: 'blocks',
     description: 'who blocks whom',
     database: { schema: 'blocks', migrations: new URL('../migrations', import.meta.url) },
-    setup: async ({ db, bus, subjects }) => blockEndpoints(subjects.blocks, new BlocksService(db, bus, subjects)),
+    setup: async ({ db, nc, bus, subjects, teardown }) => {
+      await ensureEventStream(nc, config.NATS_PREFIX);
+      const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'blocks', log);
+      relay.start();
+      teardown.add('outbox relay', () => relay.stop());
+      return blockEndpoints(subjects.blocks, new BlocksService(db, bus, subjects, () => relay.kick()));
+    },
   });
 }

@@ -1,5 +1,5 @@
-import { ChatError, UserSchema, type Block, type BlockStatus, type Page, type Subjects, type User } from '@chat/contracts';
-import { decodeCursor, iso, newId, toPage, type BusClient, type Database, type Logger } from '@chat/platform';
+import { ChatError, EventType, UserSchema, type BlockCreatedEvent, type BlockRemovedEvent, type Block, type BlockStatus, type Page, type Subjects, type User } from '@chat/contracts';
+import { appendOutbox, decodeCursor, iso, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { z } from 'zod';
 import { BlocksRepository } from './blocks.repository';
 
@@ -15,9 +15,11 @@ export class BlocksService {
   private readonly repo: BlocksRepository;
 
   constructor(
-    db: Database,
+    private readonly db: Database,
     private readonly bus: BusClient,
     private readonly subjects: Subjects,
+    /** Wakes the outbox relay after a commit that wrote an event. */
+    private readonly onCommitted: () => void = () => undefined,
   ) {
     this.repo = new BlocksRepository(db);
   }
@@ -25,14 +27,25 @@ export class BlocksService {
   async block(actor: string, username: string, ctx: CallContext): Promise<Block> {
     const user = await this.findUser(username, ctx);
     if (user.id === actor) throw new ChatError('CANNOT_BLOCK_SELF', 'cannot block yourself');
-    const row = await this.repo.insert(newId(), actor, user.id);
+    const row = await withTransaction(this.db, async (tx) => {
+      const inserted = await new BlocksRepository(tx).insert(newId(), actor, user.id);
+      const event: BlockCreatedEvent = { eventId: newId(), blockId: inserted.id, blockerId: actor, blockedId: user.id, createdAt: iso(inserted.created_at) };
+      await appendOutbox(tx, event.eventId, EventType.blockCreated, event);
+      return inserted;
+    });
+    this.onCommitted();
     ctx.log.info({ userId: actor, blockedId: user.id }, 'user blocked');
     return { id: row.id, user, createdAt: iso(row.created_at) };
   }
 
   async unblock(actor: string, username: string, ctx: CallContext): Promise<null> {
     const user = await this.findUser(username, ctx);
-    if (!(await this.repo.delete(actor, user.id))) throw new ChatError('NOT_BLOCKED', 'this user is not blocked');
+    await withTransaction(this.db, async (tx) => {
+      if (!(await new BlocksRepository(tx).delete(actor, user.id))) throw new ChatError('NOT_BLOCKED', 'this user is not blocked');
+      const event: BlockRemovedEvent = { eventId: newId(), blockerId: actor, blockedId: user.id, removedAt: new Date().toISOString() };
+      await appendOutbox(tx, event.eventId, EventType.blockRemoved, event);
+    });
+    this.onCommitted();
     ctx.log.info({ userId: actor, blockedId: user.id }, 'user unblocked');
     return null;
   }

@@ -1,4 +1,4 @@
-import { startService, type Config, type Database, type Logger } from '@chat/platform';
+import { ensureEventStream, OutboxRelay, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { ConversationsService } from './conversations.service';
 import { conversationEndpoints } from './handlers';
 import { startProjection } from './projection';
@@ -10,9 +10,13 @@ export function startConversationsService(config: Config, log: Logger) {
     description: 'conversations, participants and the users directory',
     database: { schema: 'conversations', migrations: new URL('../migrations', import.meta.url) },
     setup: async ({ db, nc, bus, subjects, teardown }) => {
+      await ensureEventStream(nc, config.NATS_PREFIX);
+      const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'conversations', log);
+      relay.start();
+      teardown.add('outbox relay', () => relay.stop());
       const projection = await startProjection(nc, db, config.NATS_PREFIX, log);
       teardown.add('projection consumer', () => projection.stop());
-      return conversationEndpoints(subjects.conversations, new ConversationsService(db, bus, subjects), db);
+      return conversationEndpoints(subjects.conversations, new ConversationsService(db, bus, subjects, () => relay.kick()), db);
     },
   });
 }

@@ -1,5 +1,5 @@
-import { ChatError, type Conversation, type Message, type Presence, type BlockStatus, type Page, type Subjects, BlockStatusSchema, PresenceSchema } from '@chat/contracts';
-import { decodeCursor, toPage, newId, iso, isUuid, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
+import { ChatError, EventType, type ConversationCreatedEvent, type Conversation, type Message, type Presence, type BlockStatus, type Page, type Subjects, BlockStatusSchema, PresenceSchema } from '@chat/contracts';
+import { appendOutbox, decodeCursor, toPage, newId, iso, isUuid, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { z } from 'zod';
 import { ConversationsRepository, type MembershipRow } from './conversations.repository';
 import { UsersRepository } from './users.repository';
@@ -22,6 +22,8 @@ export class ConversationsService {
     private readonly db: Database,
     private readonly bus: BusClient,
     private readonly subjects: Subjects,
+    /** Wakes the outbox relay after a commit that wrote an event. */
+    private readonly onCommitted: () => void = () => undefined,
   ) {
     this.repo = new ConversationsRepository(db);
     this.users = new UsersRepository(db);
@@ -52,13 +54,18 @@ export class ConversationsService {
       const inserted = await repo.insertPair(newId(), low, high);
       if (inserted) {
         await repo.insertMemberships(inserted.id, low, high, inserted.created_at);
+        const event: ConversationCreatedEvent = { eventId: newId(), conversationId: inserted.id, userIds: [low, high], createdAt: iso(inserted.created_at) };
+        await appendOutbox(tx, event.eventId, EventType.conversationCreated, event);
         return { id: inserted.id, created: true };
       }
       const existing = await repo.findPair(low, high);
       if (!existing) throw new Error('conversation pair vanished after a conflict');
       return { id: existing, created: false };
     });
-    if (created) ctx.log.info({ conversationId: id, userId: actor }, 'conversation created');
+    if (created) {
+      this.onCommitted();
+      ctx.log.info({ conversationId: id, userId: actor }, 'conversation created');
+    }
     return { conversation: await this.get(actor, id, ctx), created };
   }
 

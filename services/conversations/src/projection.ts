@@ -1,5 +1,5 @@
 import { MessageCreatedEvent, MessageReadEvent, subjects } from '@chat/contracts';
-import { runConsumer, type Database, type Logger, type NatsConnection } from '@chat/platform';
+import { PoisonEventError, runConsumer, type Database, type Logger, type NatsConnection } from '@chat/platform';
 import { ConversationsRepository } from './conversations.repository';
 
 /**
@@ -18,7 +18,9 @@ export async function startProjection(nc: NatsConnection, db: Database, prefix: 
     log,
     handle: async (subject, data) => {
       if (subject !== s.messageCreated && subject !== s.messageRead) return;
-      const event = subject === s.messageCreated ? MessageCreatedEvent.parse(data) : MessageReadEvent.parse(data);
+      const parsed = (subject === s.messageCreated ? MessageCreatedEvent : MessageReadEvent).safeParse(data);
+      if (!parsed.success) throw new PoisonEventError(`${subject} does not match its contract`);
+      const event = parsed.data;
       await repo.applySnapshot({
         conversationId: event.conversationId,
         version: event.version,

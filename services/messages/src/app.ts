@@ -1,9 +1,8 @@
 import { EphemeralEventType } from '@chat/contracts';
-import { ensureEventStream, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { ensureEventStream, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { EventLog } from './event-log';
 import { messageEndpoints } from './handlers';
 import { MessagesService } from './messages.service';
-import { OutboxRelay } from './outbox-relay';
 
 /** Composition root of the messages service: messages, read markers, unread counters, the user event log and the outbox. */
 export function startMessagesService(config: Config, log: Logger) {
@@ -13,7 +12,7 @@ export function startMessagesService(config: Config, log: Logger) {
     database: { schema: 'messages', migrations: new URL('../migrations', import.meta.url) },
     setup: async ({ db, nc, bus, subjects, teardown }) => {
       await ensureEventStream(nc, config.NATS_PREFIX);
-      const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, log);
+      const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'messages', log);
       relay.start();
       // Registered before the endpoints' stop step, so it runs after it: the relay drains what the last requests wrote.
       teardown.add('outbox relay', () => relay.stop());

@@ -193,7 +193,5 @@ export class MessagesRepository {
     return Number(rows[0]!.total);
   }
 
-  async appendOutbox(eventId: string, subject: string, payload: unknown): Promise<void> {
-    await this.db.query('INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)', [eventId, subject, JSON.stringify(payload)]);
-  }
+
 }

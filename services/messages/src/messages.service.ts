@@ -11,7 +11,7 @@ import {
   type Subjects,
   type UnreadCount,
 } from '@chat/contracts';
-import { countFitting, decodeCursor, iso, isUuid, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
+import { appendOutbox, countFitting, decodeCursor, iso, isUuid, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { MessagesRepository, toMessage, type ConversationRow } from './messages.repository';
 import { type UserEvent } from './events.repository';
 import { readEvents, sendEvents } from './user-events';
@@ -78,7 +78,7 @@ export class MessagesService {
         unread: await repo.unreadCounts(conv.id),
         message,
       };
-      await repo.appendOutbox(event.eventId, EventType.messageCreated, event);
+      await appendOutbox(tx, event.eventId, EventType.messageCreated, event);
       return { message, userEvents };
     });
     if (!outcome) {
@@ -122,7 +122,7 @@ export class MessagesService {
         readAt: iso(marked.readAt ?? new Date()),
         markedCount: marked.count,
       };
-      await repo.appendOutbox(event.eventId, EventType.messageRead, event);
+      await appendOutbox(tx, event.eventId, EventType.messageRead, event);
       const userEvents = await readEvents(tx, conv, actor, { lastReadMessageId: target.id, readAt: event.readAt, unreadCount });
       return { markedCount: marked.count, unreadCount, userEvents };
     });

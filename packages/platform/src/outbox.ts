@@ -1,9 +1,22 @@
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
-import { withTransaction, type Database, type Logger, type NatsConnection } from '@chat/platform';
+import { withTransaction, type Database, type Queryable } from './db';
+import type { Logger } from './logger';
+import type { NatsConnection } from './nats';
 
 const BATCH = 100;
 const IDLE_POLL_MS = 1000;
 const RETRY_MS = 1000;
+const PRUNE_EVERY_MS = 60 * 60 * 1000;
+
+/**
+ * Appends a domain event to the service's `outbox` table (same schema, same
+ * transaction as the change it describes). `type` is the event's subject
+ * below `<prefix>.events.`, e.g. `message.created`.
+ */
+export async function appendOutbox(tx: Queryable, eventId: string, type: string, payload: unknown): Promise<void> {
+  await tx.query('INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)', [eventId, type, JSON.stringify(payload)]);
+}
+
 
 interface OutboxRow {
   id: string;
@@ -27,11 +40,14 @@ export class OutboxRelay {
   private running = false;
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
+  private lastPrune = 0;
 
+  /** `lockName` is unique per owning service (e.g. its schema), so each service's relays exclude only each other. */
   constructor(
     nc: NatsConnection,
     private readonly db: Database,
     private readonly prefix: string,
+    private readonly lockName: string,
     private readonly log: Logger,
   ) {
     this.js = jetstream(nc);
@@ -64,6 +80,7 @@ export class OutboxRelay {
         await this.sleep(RETRY_MS);
         continue;
       }
+      if (Date.now() - this.lastPrune > PRUNE_EVERY_MS) await this.prune();
       if (published < BATCH) await this.sleep(IDLE_POLL_MS);
     }
   }
@@ -81,7 +98,7 @@ export class OutboxRelay {
 
   async publishBatch(): Promise<number> {
     return withTransaction(this.db, async (tx) => {
-      const { rows: lock } = await tx.query<{ locked: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext('messages.outbox')) AS locked");
+      const { rows: lock } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked', [`${this.lockName}.outbox`]);
       if (!lock[0]?.locked) return 0;
       const { rows } = await tx.query<OutboxRow>(
         'SELECT id, event_id, subject, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1',
@@ -95,5 +112,15 @@ export class OutboxRelay {
       }
       return rows.length;
     });
+  }
+
+  /** Published rows are kept a day for inspection, then deleted; JetStream holds the events from then on. */
+  private async prune(): Promise<void> {
+    this.lastPrune = Date.now();
+    try {
+      await this.db.query("DELETE FROM outbox WHERE published_at < clock_timestamp() - interval '1 day'");
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'outbox relay: pruning failed');
+    }
   }
 }

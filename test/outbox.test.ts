@@ -1,0 +1,120 @@
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventStreamName } from '@chat/contracts';
+import { deadLetterStreamName } from '@chat/platform';
+import { conversationPair, eventually } from './helpers/client';
+import { useStack } from './helpers/stack';
+
+const ctx = useStack();
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+let db: pg.Pool;
+beforeAll(async () => {
+  nc = await connect({ servers: ctx.stack.config.NATS_URL });
+  jsm = await jetstreamManager(nc);
+  db = new pg.Pool({ connectionString: ctx.stack.config.DATABASE_URL, max: 4 });
+});
+afterAll(async () => {
+  await db?.end();
+  await nc?.close();
+});
+
+const prefix = () => ctx.stack.config.NATS_PREFIX;
+
+/** Every event on the stream under `type`, read through an ephemeral ordered consumer. */
+async function streamEvents(type: string): Promise<Array<{ eventId: string; [k: string]: unknown }>> {
+  // nats-server 2.9: one filter subject per consumer, so a throwaway consumer per read.
+  const stream = eventStreamName(prefix());
+  const info = await jsm.consumers.add(stream, {
+    filter_subject: `${prefix()}.events.${type}`,
+    ack_policy: AckPolicy.None,
+    deliver_policy: DeliverPolicy.All,
+    inactive_threshold: 5_000_000_000,
+  });
+  const out: Array<{ eventId: string }> = [];
+  try {
+    if (info.num_pending === 0) return out;
+    const c = await jetstream(nc).consumers.get(stream, info.name);
+    const batch = await c.fetch({ max_messages: info.num_pending, expires: 2000 });
+    for await (const m of batch) {
+      out.push(m.json());
+      if (out.length >= info.num_pending) break;
+    }
+    return out;
+  } finally {
+    await jsm.consumers.delete(stream, info.name).catch(() => undefined);
+  }
+}
+
+describe('the transactional outbox', () => {
+  it('publishes conversation, block and message events from every service that emits them', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'hello' });
+    await ctx.api.post('/blocks', bob.token, { username: alice.username });
+    await ctx.api.del(`/blocks/${alice.username}`, bob.token);
+    await eventually(async () => {
+      expect((await streamEvents('conversation.created')).filter((e) => e.conversationId === conv)).toHaveLength(1);
+      expect((await streamEvents('message.created')).filter((e) => e.conversationId === conv)).toHaveLength(1);
+      expect((await streamEvents('block.created')).filter((e) => e.blockerId === bob.id && e.blockedId === alice.id)).toHaveLength(1);
+      expect((await streamEvents('block.removed')).filter((e) => e.blockerId === bob.id && e.blockedId === alice.id)).toHaveLength(1);
+    });
+  });
+
+  it('publishes a row whose transaction commits after a later one (a gap in the ids is never skipped)', async () => {
+    const { alice } = await conversationPair(ctx.api);
+    const late = await db.connect();
+    const lateId = crypto.randomUUID();
+    try {
+      await late.query('BEGIN');
+      await late.query("INSERT INTO blocks.outbox (event_id, subject, payload) VALUES ($1, 'block.removed', $2)", [
+        lateId,
+        JSON.stringify({ eventId: lateId, blockerId: 'x', blockedId: 'y', removedAt: new Date().toISOString() }),
+      ]);
+      // A later id commits and is published while the earlier one is still open.
+      const later = await ctx.api.post('/blocks', alice.token, { username: (await conversationPair(ctx.api)).bob.username });
+      expect(later.status).toBe(201);
+      await eventually(async () => expect((await streamEvents('block.created')).some((e) => e.blockerId === alice.id)).toBe(true));
+      await late.query('COMMIT');
+    } finally {
+      late.release();
+    }
+    await eventually(async () => expect((await streamEvents('block.removed')).filter((e) => e.eventId === lateId)).toHaveLength(1), 5000);
+  });
+
+  it('republishing a row after a crash between publish and mark delivers it once (Nats-Msg-Id)', async () => {
+    const { alice, conv } = await conversationPair(ctx.api);
+    const sent = await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'once' });
+    const byMessage = async () => (await streamEvents('message.created')).filter((e) => (e.message as { id: string }).id === sent.body.data.id);
+    await eventually(async () => expect(await byMessage()).toHaveLength(1));
+    const { rowCount } = await db.query("UPDATE messages.outbox SET published_at = NULL WHERE payload->'message'->>'id' = $1", [sent.body.data.id]);
+    expect(rowCount).toBe(1);
+    await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'wakes the relay' });
+    await eventually(async () => {
+      const { rows } = await db.query("SELECT published_at FROM messages.outbox WHERE payload->'message'->>'id' = $1", [sent.body.data.id]);
+      expect(rows[0].published_at).not.toBeNull();
+    });
+    expect(await byMessage()).toHaveLength(1);
+  });
+});
+
+describe('consumers', () => {
+  it('park a poison event on the dead-letter stream and go on with the events after it', async () => {
+    const { alice, conv } = await conversationPair(ctx.api);
+    await jetstream(nc).publish(`${prefix()}.events.message.created`, JSON.stringify({ not: 'an event' }));
+    await jetstream(nc).publish(`${prefix()}.events.message.read`, 'not json at all');
+    await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'after the poison' });
+    await eventually(async () => {
+      const view = (await ctx.api.get(`/conversations/${conv}`, alice.token)).body.data;
+      expect(view.lastMessage?.content).toBe('after the poison');
+    });
+    await eventually(async () => {
+      const dead = await jsm.streams.info(deadLetterStreamName(prefix()));
+      expect(dead.state.messages).toBeGreaterThanOrEqual(2);
+    });
+    const parked = await jsm.streams.getMessage(deadLetterStreamName(prefix()), { seq: 1 });
+    expect(parked?.subject).toBe(`${prefix()}.dead.conversations-projection`);
+    expect(parked?.header.get('Chat-Original-Subject')).toMatch(/\.events\.message\.(created|read)$/);
+  });
+});
