@@ -91,16 +91,20 @@ export interface StackContext {
   readonly api: Api;
 }
 
+type Overrides = Partial<Record<keyof Config, unknown>>;
+
 /**
  * Starts a stack for the calling test file (`beforeAll`) and stops it when the
  * file is done (`afterAll`). Read `stack` and `api` inside tests and hooks:
- * they exist only once the stack has started.
+ * they exist only once the stack has started. `overrides` may be a function,
+ * called when the stack starts: for values an earlier `beforeAll` provides
+ * (the port of a server the stack must call).
  */
-export function useStack(overrides: Partial<Record<keyof Config, unknown>> = {}): StackContext {
+export function useStack(overrides: Overrides | (() => Overrides) = {}): StackContext {
   let stack: Stack | undefined;
   let client: Api | undefined;
   beforeAll(async () => {
-    stack = await startStack(overrides);
+    stack = await startStack(typeof overrides === 'function' ? overrides() : overrides);
     client = api(stack.baseUrl);
   });
   afterAll(async () => {

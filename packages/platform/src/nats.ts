@@ -35,13 +35,27 @@ export interface RequestOptions {
  * responder" or a timeout into SERVICE_UNAVAILABLE naming the subject.
  */
 export class BusClient {
+  /** False while the connection to NATS is down: requests then fail at once instead of waiting out their timeout. */
+  private connected = true;
+
   constructor(
     private readonly nc: NatsConnection,
     private readonly defaultTimeoutMs: number,
     private readonly onDuration?: (subject: string, seconds: number) => void,
-  ) {}
+  ) {
+    void this.followStatus();
+  }
+
+  private async followStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type === 'disconnect') this.connected = false;
+      else if (s.type === 'reconnect') this.connected = true;
+    }
+  }
 
   async request<S extends z.ZodType>(subject: string, body: unknown, schema: S, opts: RequestOptions = {}): Promise<z.output<S>> {
+    if (!this.connected || this.nc.isClosed())
+      throw new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} is unreachable: NATS is down`, { subject, reason: 'nats disconnected' });
     const h: MsgHdrs = natsHeaders();
     if (opts.requestId) h.set(Headers.requestId, opts.requestId);
     const started = performance.now();

@@ -1,0 +1,86 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { conversationPair, eventually } from './helpers/client';
+import { useStack } from './helpers/stack';
+import { connect } from './helpers/ws';
+
+/**
+ * This file runs its own nats-server (JetStream on, its own store), so
+ * stopping it disturbs no other test.
+ */
+const NATS_BIN = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
+const store = mkdtempSync(join(tmpdir(), 'chat-nats-'));
+let port = 0;
+let server: ChildProcess | undefined;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(p));
+    });
+  });
+}
+
+async function startNats(): Promise<void> {
+  server = spawn(NATS_BIN, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], { stdio: 'ignore' });
+  await eventually(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        const sock = createServer();
+        sock.once('error', () => resolve()); // the port is taken: the server listens
+        sock.listen(port, '127.0.0.1', () => sock.close(() => reject(new Error('nats-server not listening yet'))));
+      }),
+    10_000,
+  );
+}
+
+async function stopNats(): Promise<void> {
+  const s = server;
+  if (!s) return;
+  const exited = new Promise((r) => s.once('exit', r));
+  s.kill('SIGTERM');
+  await exited;
+  server = undefined;
+}
+
+// Hooks: after-all hooks run in reverse, so this one (registered before useStack) stops NATS after the stack.
+beforeAll(async () => {
+  port = await freePort();
+  await startNats();
+});
+afterAll(async () => {
+  await stopNats();
+  rmSync(store, { recursive: true, force: true });
+});
+const ctx = useStack(() => ({ NATS_URL: `nats://127.0.0.1:${port}`, REQUEST_TIMEOUT_MS: 3000 }));
+
+describe('NATS down', () => {
+  it('the gateway answers 503 at once while NATS is away, and recovers by itself when it returns; sockets keep receiving', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    const { client: bobWs } = await connect(ctx.stack.gateway.port, { token: bob.token });
+
+    await stopNats();
+    await eventually(async () => {
+      const started = Date.now();
+      const res = await ctx.api.get('/conversations', alice.token);
+      expect(res.status).toBe(503);
+      expect(res.body.error.code).toBe('SERVICE_UNAVAILABLE');
+      expect(Date.now() - started).toBeLessThan(1000);
+    }, 5000);
+    expect((await fetch(`${ctx.stack.baseUrl}/readyz`)).status).toBe(503);
+    expect((await fetch(`${ctx.stack.baseUrl}/healthz`)).status).toBe(200);
+
+    await startNats();
+    await eventually(async () => expect((await ctx.api.get('/conversations', alice.token)).status).toBe(200), 15_000);
+    const sent = await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'after the outage' });
+    expect(sent.status).toBe(201);
+    const frame = await bobWs.next((f) => f.type === 'message.new' && f.payload.message.id === sent.body.data.id, 10_000);
+    expect(frame.seq).toBeGreaterThan(0);
+    await bobWs.close();
+  }, 60_000);
+});
