@@ -70,6 +70,9 @@ async function dispatch(ep: EndpointDef, verb: string, msg: ServiceMsg, log: Log
   } catch (err) {
     if (isChatError(err)) {
       reply = { ok: false, error: err.toBody() };
+    } else if (isBackingServerDown(err)) {
+      ctxLog.warn({ err: (err as Error).message, subject: ep.subject }, 'backing server unavailable');
+      reply = { ok: false, error: { code: 'SERVICE_UNAVAILABLE', message: `${ep.subject.split('.')[1]}: its data store is unavailable` } };
     } else {
       ctxLog.error({ err, subject: ep.subject }, 'handler failed');
       reply = { ok: false, error: { code: 'INTERNAL', message: 'internal error' } };
@@ -82,4 +85,16 @@ async function dispatch(ep: EndpointDef, verb: string, msg: ServiceMsg, log: Log
   } catch (err) {
     ctxLog.warn({ err, subject: ep.subject }, 'could not send reply');
   }
+}
+
+const DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', '57P01', '57P03', '53300']);
+
+/** PostgreSQL or Redis not answering: a 503 for the caller, not an INTERNAL. */
+function isBackingServerDown(err: unknown): boolean {
+  const e = err as { code?: unknown; name?: unknown; message?: unknown };
+  return (
+    (typeof e.code === 'string' && DOWN_CODES.has(e.code)) ||
+    e.name === 'MaxRetriesPerRequestError' ||
+    /Connection is closed|Connection terminated|timeout exceeded when trying to connect|connect ECONNREFUSED/i.test(String(e.message ?? ''))
+  );
 }
