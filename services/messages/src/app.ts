@@ -1,8 +1,10 @@
 import { EphemeralEventType } from '@chat/contracts';
-import { ensureEventStream, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { Counter } from 'prom-client';
+import { createRedis, ensureEventStream, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { EventLog } from './event-log';
 import { messageEndpoints } from './handlers';
 import { MessagesService } from './messages.service';
+import { UnreadCache } from './unread-cache';
 
 /** Composition root of the messages service: messages, read markers, unread counters, the user event log and the outbox. */
 export function startMessagesService(config: Config, log: Logger) {
@@ -10,7 +12,7 @@ export function startMessagesService(config: Config, log: Logger) {
     name: 'messages',
     description: 'messages, read markers, unread counters and their events',
     database: { schema: 'messages', migrations: new URL('../migrations', import.meta.url) },
-    setup: async ({ db, nc, bus, subjects, teardown }) => {
+    setup: async ({ db, nc, bus, subjects, teardown, metrics }) => {
       await ensureEventStream(nc, config.NATS_PREFIX);
       const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'messages', log);
       relay.start();
@@ -19,16 +21,28 @@ export function startMessagesService(config: Config, log: Logger) {
       const events = new EventLog(db, nc, subjects, config.EVENTS_RETENTION_DAYS, log);
       events.startPruning();
       teardown.add('event pruning', async () => events.stop());
+      const redis = createRedis(config.REDIS_URL, `${config.REDIS_PREFIX}messages:`, log, 'messages');
+      teardown.add('redis', () => redis.quit());
+      const cacheRequests = new Counter({
+        name: 'chat_cache_requests_total',
+        help: 'Cache lookups by cache and result (hit, miss, error)',
+        labelNames: ['cache', 'result'] as const,
+        registers: [metrics.registry],
+      });
+      const unreadCache = new UnreadCache(redis, cacheRequests, log);
       const service = new MessagesService(
         db,
         bus,
         subjects,
-        (committed) => {
+        async (committed) => {
+          // Invalidate before the caller is answered, so the next read is never older than this write.
+          await Promise.all(committed.filter((e) => e.type === 'unread.updated').map((e) => unreadCache.invalidate(e.userId, e.seq)));
           events.publish(committed);
           relay.kick();
         },
         (recipientId, payload) => nc.publish(subjects.deliver(recipientId), JSON.stringify({ type: EphemeralEventType.typing, payload })),
         () => replyBudget(nc),
+        unreadCache,
       );
       return messageEndpoints(subjects.messages, service, events);
     },

@@ -180,12 +180,19 @@ export class MessagesRepository {
     return rows[0];
   }
 
-  async unreadTotals(userId: string): Promise<{ total: number; conversations: number }> {
-    const { rows } = await this.db.query<{ total: string | null; conversations: string }>(
-      'SELECT sum(unread_count) AS total, count(*) AS conversations FROM participants WHERE user_id = $1 AND unread_count > 0',
+  /**
+   * The user's unread totals and the seq they are current at, from one
+   * statement (one snapshot): every change to a user's unread counts also
+   * writes an unread.updated event, so seq versions the totals.
+   */
+  async unreadTotals(userId: string): Promise<{ total: number; conversations: number; seq: number }> {
+    const { rows } = await this.db.query<{ total: string | null; conversations: string; seq: string | null }>(
+      `SELECT sum(unread_count) AS total, count(*) AS conversations,
+              (SELECT last_seq FROM user_seqs WHERE user_id = $1) AS seq
+       FROM participants WHERE user_id = $1 AND unread_count > 0`,
       [userId],
     );
-    return { total: Number(rows[0]?.total ?? 0), conversations: Number(rows[0]?.conversations ?? 0) };
+    return { total: Number(rows[0]?.total ?? 0), conversations: Number(rows[0]?.conversations ?? 0), seq: Number(rows[0]?.seq ?? 0) };
   }
 
   async unreadTotal(userId: string): Promise<number> {

@@ -15,6 +15,7 @@ import { appendOutbox, countFitting, decodeCursor, iso, isUuid, newId, toPage, w
 import { MessagesRepository, toMessage, type ConversationRow } from './messages.repository';
 import { type UserEvent } from './events.repository';
 import { readEvents, sendEvents } from './user-events';
+import type { UnreadCache } from './unread-cache';
 
 export interface CallContext {
   requestId: string | undefined;
@@ -40,9 +41,11 @@ export class MessagesService {
     private readonly db: Database,
     private readonly bus: BusClient,
     private readonly subjects: Subjects,
-    private readonly onCommitted: (events: UserEvent[]) => void,
+    /** Runs after each commit that wrote events, before the caller is answered. */
+    private readonly onCommitted: (events: UserEvent[]) => Promise<void>,
     private readonly onTyping: (recipientId: string, payload: { conversationId: string; userId: string; isTyping: boolean }) => void,
     private readonly maxReplyBytes: () => number,
+    private readonly unreadCache?: UnreadCache,
   ) {
     this.repo = new MessagesRepository(db);
   }
@@ -85,7 +88,7 @@ export class MessagesService {
       const existing = await this.repo.findByClientId(conv.id, input.actor, clientId!);
       return { message: this.replayed(existing!, input.content), created: false };
     }
-    this.onCommitted(outcome.userEvents);
+    await this.onCommitted(outcome.userEvents);
     ctx.log.info({ conversationId: conv.id, messageId: outcome.message.id, userId: input.actor }, 'message sent');
     return { message: outcome.message, created: true };
   }
@@ -127,7 +130,7 @@ export class MessagesService {
       return { markedCount: marked.count, unreadCount, userEvents };
     });
     if (result.userEvents) {
-      this.onCommitted(result.userEvents);
+      await this.onCommitted(result.userEvents);
       ctx.log.info({ conversationId: conv.id, userId: actor, markedCount: result.markedCount }, 'messages read');
     }
     return { markedCount: result.markedCount, unreadCount: result.unreadCount };
@@ -160,8 +163,12 @@ export class MessagesService {
     return {};
   }
 
-  unreadCount(actor: string): Promise<UnreadCount> {
-    return this.repo.unreadTotals(actor);
+  async unreadCount(actor: string): Promise<UnreadCount> {
+    const cached = await this.unreadCache?.get(actor);
+    if (cached) return cached;
+    const { seq, ...totals } = await this.repo.unreadTotals(actor);
+    await this.unreadCache?.offer(actor, seq, totals);
+    return totals;
   }
 
   /** The repeat of a send: the original when the content matches (after trimming), else a conflict. */
