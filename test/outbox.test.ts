@@ -1,11 +1,11 @@
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventStreamName } from '@chat/contracts';
 import { deadLetterStreamName } from '@chat/platform';
 import { conversationPair, eventually } from './helpers/client';
 import { useStack } from './helpers/stack';
+import { streamEvents as streamEventsOf } from './helpers/streams';
 
 const ctx = useStack();
 let nc: NatsConnection;
@@ -23,30 +23,7 @@ afterAll(async () => {
 
 const prefix = () => ctx.stack.config.NATS_PREFIX;
 
-/** Every event on the stream under `type`, read through an ephemeral ordered consumer. */
-async function streamEvents(type: string): Promise<Array<{ eventId: string; [k: string]: unknown }>> {
-  // nats-server 2.9: one filter subject per consumer, so a throwaway consumer per read.
-  const stream = eventStreamName(prefix());
-  const info = await jsm.consumers.add(stream, {
-    filter_subject: `${prefix()}.events.${type}`,
-    ack_policy: AckPolicy.None,
-    deliver_policy: DeliverPolicy.All,
-    inactive_threshold: 5_000_000_000,
-  });
-  const out: Array<{ eventId: string }> = [];
-  try {
-    if (info.num_pending === 0) return out;
-    const c = await jetstream(nc).consumers.get(stream, info.name);
-    const batch = await c.fetch({ max_messages: info.num_pending, expires: 2000 });
-    for await (const m of batch) {
-      out.push(m.json());
-      if (out.length >= info.num_pending) break;
-    }
-    return out;
-  } finally {
-    await jsm.consumers.delete(stream, info.name).catch(() => undefined);
-  }
-}
+const streamEvents = (type: string) => streamEventsOf<{ eventId: string; [k: string]: unknown }>(ctx.stack.config.NATS_URL, prefix(), type);
 
 describe('the transactional outbox', () => {
   it('publishes conversation, block and message events from every service that emits them', async () => {
@@ -113,8 +90,12 @@ describe('consumers', () => {
       const dead = await jsm.streams.info(deadLetterStreamName(prefix()));
       expect(dead.state.messages).toBeGreaterThanOrEqual(2);
     });
-    const parked = await jsm.streams.getMessage(deadLetterStreamName(prefix()), { seq: 1 });
-    expect(parked?.subject).toBe(`${prefix()}.dead.conversations-projection`);
-    expect(parked?.header.get('Chat-Original-Subject')).toMatch(/\.events\.message\.(created|read)$/);
+    const dead = await jsm.streams.info(deadLetterStreamName(prefix()));
+    const parked = await Promise.all(
+      Array.from({ length: dead.state.messages }, (_, i) => jsm.streams.getMessage(deadLetterStreamName(prefix()), { seq: i + 1 })),
+    );
+    const projection = parked.filter((m) => m?.subject === `${prefix()}.dead.conversations-projection`);
+    expect(projection).toHaveLength(2);
+    for (const m of projection) expect(m?.header.get('Chat-Original-Subject')).toMatch(/\.events\.message\.(created|read)$/);
   });
 });
