@@ -96,7 +96,18 @@ export class ClientConnection {
 
   /** Reads whatever the log holds past lastSeq: after NATS was away, deliveries may have been missed. */
   catchUp(): void {
-    this.enqueue(async () => void (await this.replayFrom(this.lastSeq)));
+    this.enqueue(async () => {
+      // Services resubscribe after NATS returns at their own pace: try for a while, then leave it to the next gap fill.
+      for (let attempt = 1; attempt <= 6; attempt++) {
+        try {
+          await this.replayFrom(this.lastSeq);
+          return;
+        } catch (err) {
+          if (attempt === 6) this.log.warn({ err: (err as Error).message, userId: this.principal.id }, 'catch-up after reconnect failed');
+          else await new Promise((r) => setTimeout(r, 250 * attempt));
+        }
+      }
+    });
   }
 
   async handleFrame(data: Buffer, isBinary: boolean): Promise<void> {

@@ -1,0 +1,103 @@
+import type { Queryable } from '@chat/platform';
+
+/** The webhook body (SPEC section 7), stored as is and POSTed unchanged on every attempt. */
+export interface NotificationPayload {
+  type: 'chat.message';
+  notificationId: string;
+  receiverId: string;
+  senderId: string;
+  senderUsername: string;
+  conversationId: string;
+  messageId: string;
+  preview: string;
+  createdAt: string;
+}
+
+export interface DueNotification {
+  id: string;
+  payload: NotificationPayload;
+  /** Attempts made before this one. */
+  attempts: number;
+}
+
+/** Rows still to deliver: not delivered, not given up. Matches the partial index notifications_due_idx. */
+const PENDING = 'delivered_at IS NULL AND gave_up_at IS NULL';
+const ms = (param: string) => `(${param}::float8 * interval '1 millisecond')`;
+
+export class NotificationsRepository {
+  constructor(private readonly db: Queryable) {}
+
+  /** Stores the notification unless this receiver already has one for this message; true when stored. */
+  async insert(p: NotificationPayload): Promise<boolean> {
+    const { rowCount } = await this.db.query(
+      `INSERT INTO notifications (id, receiver_id, sender_id, conversation_id, message_id, payload, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (message_id, receiver_id) DO NOTHING`,
+      [p.notificationId, p.receiverId, p.senderId, p.conversationId, p.messageId, JSON.stringify(p), p.createdAt],
+    );
+    return rowCount === 1;
+  }
+
+  /**
+   * Takes up to `limit` due notifications and pushes their next_attempt_at
+   * `leaseMs` ahead, in one statement. SKIP LOCKED lets replicas claim disjoint
+   * rows at the same moment; the lease keeps a row away from every other worker
+   * while its POST is in flight, without holding a transaction open over HTTP.
+   */
+  async claimDue(limit: number, leaseMs: number): Promise<DueNotification[]> {
+    const { rows } = await this.db.query<{ id: string; payload: NotificationPayload; attempts: number }>(
+      `UPDATE notifications n SET next_attempt_at = clock_timestamp() + ${ms('$2')}
+       FROM (SELECT id FROM notifications WHERE ${PENDING} AND next_attempt_at <= clock_timestamp()
+             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due
+       WHERE n.id = due.id
+       RETURNING n.id, n.payload, n.attempts`,
+      [limit, leaseMs],
+    );
+    return rows;
+  }
+
+  /** Milliseconds until the earliest pending notification falls due (0 when one is due now); null when none is pending. */
+  async msUntilNextDue(): Promise<number | null> {
+    const { rows } = await this.db.query<{ ms: number | null }>(
+      `SELECT GREATEST(0, EXTRACT(EPOCH FROM min(next_attempt_at) - clock_timestamp()) * 1000)::float8 AS ms
+       FROM notifications WHERE ${PENDING}`,
+    );
+    return rows[0]?.ms ?? null;
+  }
+
+  /** Counts an attempt that got a 2xx and marks the notification delivered; returns the attempt's number. */
+  async recordDelivered(id: string): Promise<number> {
+    const { rows } = await this.db.query<{ attempts: number }>(
+      `UPDATE notifications SET attempts = attempts + 1, delivered_at = COALESCE(delivered_at, clock_timestamp())
+       WHERE id = $1 RETURNING attempts`,
+      [id],
+    );
+    return rows[0]!.attempts;
+  }
+
+  /**
+   * Counts a failed attempt: the next one is due in `retryInMs`, unless the
+   * notification is older than `giveUpAfterMs`, in which case it is given up.
+   * Age is judged on the database clock, the clock created_at is compared with.
+   */
+  async recordFailed(id: string, retryInMs: number, giveUpAfterMs: number): Promise<{ attempt: number; gaveUp: boolean }> {
+    const { rows } = await this.db.query<{ attempts: number; gave_up: boolean }>(
+      `UPDATE notifications SET attempts = attempts + 1,
+         next_attempt_at = clock_timestamp() + ${ms('$2')},
+         gave_up_at = CASE WHEN delivered_at IS NULL AND gave_up_at IS NULL AND created_at <= clock_timestamp() - ${ms('$3')}
+                           THEN clock_timestamp() ELSE gave_up_at END
+       WHERE id = $1 RETURNING attempts, gave_up_at IS NOT NULL AS gave_up`,
+      [id, retryInMs, giveUpAfterMs],
+    );
+    return { attempt: rows[0]!.attempts, gaveUp: rows[0]!.gave_up };
+  }
+
+  async addAttempt(id: string, attempt: number, status: number | null, error: string | null): Promise<void> {
+    await this.db.query('INSERT INTO delivery_attempts (notification_id, attempt, status, error) VALUES ($1, $2, $3, $4)', [
+      id,
+      attempt,
+      status,
+      error,
+    ]);
+  }
+}
