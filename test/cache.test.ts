@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { conversationPair, type TestUser } from './helpers/client';
+import { conversationPair, eventually, signToken, type TestUser } from './helpers/client';
 import { useStack } from './helpers/stack';
 
 const ctx = useStack();
@@ -20,9 +20,9 @@ async function truth(user: TestUser) {
   return { total: Number(rows[0]?.total ?? 0), conversations: Number(rows[0]?.conversations ?? 0) };
 }
 
-async function cacheCounts() {
-  const metric = await ctx.stack.services.messages.metrics.registry.getSingleMetric('chat_cache_requests_total')?.get();
-  const count = (result: string) => metric?.values.filter((v) => v.labels.cache === 'unread' && v.labels.result === result).reduce((n, v) => n + v.value, 0) ?? 0;
+async function cacheCounts(service: 'messages' | 'conversations' = 'messages', cache = 'unread') {
+  const metric = await ctx.stack.services[service].metrics.registry.getSingleMetric('chat_cache_requests_total')?.get();
+  const count = (result: string) => metric?.values.filter((v) => v.labels.cache === cache && v.labels.result === result).reduce((n, v) => n + v.value, 0) ?? 0;
   return { hit: count('hit'), miss: count('miss') };
 }
 
@@ -67,6 +67,57 @@ describe('the unread-count cache', () => {
     const hits = after.hit - before.hit;
     const misses = after.miss - before.miss;
     expect(hits + misses).toBe(50);
+    expect(hits / (hits + misses)).toBeGreaterThan(0.8);
+  });
+});
+
+describe('the conversation-list cache', () => {
+  it('once the projection has processed a send or read, the cached first page shows it: never a stale unread count or last message', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    const lastOf = async () => {
+      const { rows } = await db.query<{ id: string }>('SELECT id FROM messages.messages WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1', [conv]);
+      return rows[0]?.id ?? null;
+    };
+    const unreadOf = async (u: TestUser) => {
+      const { rows } = await db.query<{ unread_count: number }>('SELECT unread_count FROM messages.participants WHERE conversation_id = $1 AND user_id = $2', [conv, u.id]);
+      return rows[0]?.unread_count ?? 0;
+    };
+    for (let round = 0; round < 8; round++) {
+      await ctx.api.post(`/conversations/${conv}/messages`, round % 2 ? alice.token : bob.token, { content: `l${round}` });
+      if (round % 3 === 2) await ctx.api.post(`/conversations/${conv}/read`, bob.token, {});
+      for (const u of [alice, bob]) {
+        const [lastId, unread] = [await lastOf(), await unreadOf(u)];
+        await eventually(async () => {
+          const item = (await ctx.api.get('/conversations', u.token)).body.data[0];
+          expect(item.lastMessage?.id).toBe(lastId);
+          expect(item.unreadCount).toBe(unread);
+        });
+        // Asked again, from the cache: still the same.
+        const again = (await ctx.api.get('/conversations', u.token)).body.data[0];
+        expect([again.lastMessage?.id, again.unreadCount]).toEqual([lastId, unread]);
+      }
+    }
+  });
+
+  it("a profile change shows in the other user's cached list", async () => {
+    const { alice, bob } = await conversationPair(ctx.api);
+    expect((await ctx.api.get('/conversations', bob.token)).body.data[0].participant.displayName).toBeNull();
+    const renamed = await signToken({ sub: alice.id, username: alice.username, name: 'Alice Renamed' });
+    await ctx.api.get('/conversations', renamed);
+    expect((await ctx.api.get('/conversations', bob.token)).body.data[0].participant.displayName).toBe('Alice Renamed');
+  });
+
+  it('serves a read-heavy caller from Redis: hit rate above 80%', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    await ctx.api.get('/conversations', bob.token);
+    const before = await cacheCounts('conversations', 'conversations');
+    for (let i = 0; i < 50; i++) {
+      if (i % 10 === 0) await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: `x${i}` });
+      await ctx.api.get('/conversations', bob.token);
+    }
+    const after = await cacheCounts('conversations', 'conversations');
+    const hits = after.hit - before.hit;
+    const misses = after.miss - before.miss;
     expect(hits / (hits + misses)).toBeGreaterThan(0.8);
   });
 });

@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { useStack } from './helpers/stack';
 import { newUser, type TestUser } from './helpers/client';
@@ -31,7 +32,10 @@ describe('conversation list query count', () => {
     // Warm-up: the gateway has synced the owner, pools are open.
     expect((await ctx.api.get('/conversations', owner.token)).body.data).toHaveLength(20);
 
-    const measure = async (query: string) => {
+    // Measured with the list cache cold (its key dropped), so every page is read from PostgreSQL.
+    const redis = new Redis(ctx.stack.config.REDIS_URL);
+    const measure = async (query: string, cold = true) => {
+      if (cold) await redis.del(`${ctx.stack.config.REDIS_PREFIX}conversations:list:${owner.id}`);
       const before = await conversationsQueries();
       const res = await ctx.api.get(`/conversations?${query}`, owner.token);
       const after = await conversationsQueries();
@@ -60,5 +64,12 @@ describe('conversation list query count', () => {
     expect(deltas[0]).toBeGreaterThan(0);
     expect(new Set(deltas).size, `queries per page: ${deltas.join(', ')}`).toBe(1);
     expect(one.delta).toBeLessThanOrEqual(2);
+
+    // A first page from the warm cache runs no SQL at all, and is the same page.
+    await measure('limit=20');
+    const cached = await measure('limit=20', false);
+    expect(cached.delta).toBe(0);
+    expect(cached.body.data.map((c: { id: string }) => c.id)).toEqual(twenty.body.data.map((c: { id: string }) => c.id));
+    redis.disconnect();
   });
 });

@@ -1,7 +1,9 @@
-import { ensureEventStream, OutboxRelay, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { Counter } from 'prom-client';
+import { createRedis, ensureEventStream, OutboxRelay, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { ConversationsService } from './conversations.service';
 import { conversationEndpoints } from './handlers';
 import { startProjection } from './projection';
+import { ListCache } from './list-cache';
 
 /** Composition root of the conversations service: conversations, their list projection and the users directory. */
 export function startConversationsService(config: Config, log: Logger) {
@@ -9,14 +11,24 @@ export function startConversationsService(config: Config, log: Logger) {
     name: 'conversations',
     description: 'conversations, participants and the users directory',
     database: { schema: 'conversations', migrations: new URL('../migrations', import.meta.url) },
-    setup: async ({ db, nc, bus, subjects, teardown }) => {
+    setup: async ({ db, nc, bus, subjects, teardown, metrics }) => {
       await ensureEventStream(nc, config.NATS_PREFIX);
       const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'conversations', log);
       relay.start();
       teardown.add('outbox relay', () => relay.stop());
-      const projection = await startProjection(nc, db, config.NATS_PREFIX, log);
+      const redis = createRedis(config.REDIS_URL, `${config.REDIS_PREFIX}conversations:`, log, 'conversations');
+      teardown.add('redis', () => redis.quit());
+      const cacheRequests = new Counter({
+        name: 'chat_cache_requests_total',
+        help: 'Cache lookups by cache and result (hit, miss, error)',
+        labelNames: ['cache', 'result'] as const,
+        registers: [metrics.registry],
+      });
+      const cache = new ListCache(redis, cacheRequests, log);
+      const projection = await startProjection(nc, db, config.NATS_PREFIX, log, (users) => cache.invalidate(users));
       teardown.add('projection consumer', () => projection.stop());
-      return conversationEndpoints(subjects.conversations, new ConversationsService(db, bus, subjects, () => relay.kick()), db);
+      const service = new ConversationsService(db, bus, subjects, () => relay.kick(), cache);
+      return conversationEndpoints(subjects.conversations, service, db, cache);
     },
   });
 }

@@ -99,8 +99,8 @@ export class ConversationsRepository {
    * Applies a conversation snapshot to both memberships unless a newer one
    * was applied already (version guard): replays and reordering are harmless.
    */
-  async applySnapshot(s: SnapshotUpdate): Promise<number> {
-    const { rowCount } = await this.db.query(
+  async applySnapshot(s: SnapshotUpdate): Promise<string[]> {
+    const { rows } = await this.db.query<{ user_id: string }>(
       `UPDATE memberships AS m SET
          last_message = $3::jsonb,
          activity_at = CASE WHEN $4::timestamptz IS NULL THEN m.activity_at ELSE GREATEST(m.activity_at, $4::timestamptz) END,
@@ -110,7 +110,8 @@ export class ConversationsRepository {
        FROM (SELECT m2.user_id, x.count FROM memberships m2
              LEFT JOIN unnest($5::text[], $6::int[]) AS x(user_id, count) ON x.user_id = m2.user_id
              WHERE m2.conversation_id = $1) AS u
-       WHERE m.conversation_id = $1 AND m.user_id = u.user_id AND m.version < $2`,
+       WHERE m.conversation_id = $1 AND m.user_id = u.user_id AND m.version < $2
+       RETURNING m.user_id`,
       [
         s.conversationId,
         s.version,
@@ -120,6 +121,6 @@ export class ConversationsRepository {
         s.unread.map((u) => u.count),
       ],
     );
-    return rowCount ?? 0;
+    return rows.map((r) => r.user_id);
   }
 }

@@ -1,6 +1,7 @@
 import { ChatError, EventType, type ConversationCreatedEvent, type Conversation, type Message, type Presence, type BlockStatus, type Page, type Subjects, BlockStatusSchema, PresenceSchema } from '@chat/contracts';
 import { appendOutbox, decodeCursor, toPage, newId, iso, isUuid, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { z } from 'zod';
+import { LIST_CACHE_ROWS, type ListCache } from './list-cache';
 import { ConversationsRepository, type MembershipRow } from './conversations.repository';
 import { UsersRepository } from './users.repository';
 
@@ -24,6 +25,7 @@ export class ConversationsService {
     private readonly subjects: Subjects,
     /** Wakes the outbox relay after a commit that wrote an event. */
     private readonly onCommitted: () => void = () => undefined,
+    private readonly cache?: ListCache,
   ) {
     this.repo = new ConversationsRepository(db);
     this.users = new UsersRepository(db);
@@ -31,9 +33,19 @@ export class ConversationsService {
 
   async list(actor: string, cursor: string | undefined, limit: number, ctx: CallContext): Promise<Page<Conversation>> {
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
-    const rows = await this.repo.listForUser(actor, after, limit + 1);
+    const rows = after ? await this.repo.listForUser(actor, after, limit + 1) : (await this.firstRows(actor)).slice(0, limit + 1);
     const page = toPage(rows, limit, (r) => r, (r) => ({ at: r.activity_key, id: r.conversation_id }));
     return { items: await this.toDtos(actor, page.items, ctx), meta: page.meta };
+  }
+
+  /** The newest LIST_CACHE_ROWS rows of a user's list, from the cache when it is current. */
+  private async firstRows(actor: string): Promise<MembershipRow[]> {
+    if (!this.cache) return this.repo.listForUser(actor, undefined, LIST_CACHE_ROWS);
+    const cached = await this.cache.read(actor);
+    if ('rows' in cached) return cached.rows;
+    const rows = await this.repo.listForUser(actor, undefined, LIST_CACHE_ROWS);
+    if (cached.version !== undefined) await this.cache.store(actor, cached.version, rows);
+    return rows;
   }
 
   async get(actor: string, conversationId: string, ctx: CallContext): Promise<Conversation> {
@@ -63,6 +75,7 @@ export class ConversationsService {
       return { id: existing, created: false };
     });
     if (created) {
+      await this.cache?.invalidate([low, high]);
       this.onCommitted();
       ctx.log.info({ conversationId: id, userId: actor }, 'conversation created');
     }

@@ -8,7 +8,7 @@ import { ConversationsRepository } from './conversations.repository';
  * conversation's full derived state at a version, so applying "newest
  * version wins" is idempotent and indifferent to redelivery order.
  */
-export async function startProjection(nc: NatsConnection, db: Database, prefix: string, log: Logger) {
+export async function startProjection(nc: NatsConnection, db: Database, prefix: string, log: Logger, onChanged: (userIds: string[]) => Promise<void>) {
   const s = subjects(prefix).events;
   const repo = new ConversationsRepository(db);
   return runConsumer(nc, {
@@ -21,13 +21,15 @@ export async function startProjection(nc: NatsConnection, db: Database, prefix: 
       const parsed = (subject === s.messageCreated ? MessageCreatedEvent : MessageReadEvent).safeParse(data);
       if (!parsed.success) throw new PoisonEventError(`${subject} does not match its contract`);
       const event = parsed.data;
-      await repo.applySnapshot({
+      const changed = await repo.applySnapshot({
         conversationId: event.conversationId,
         version: event.version,
         lastMessage: event.lastMessage,
         lastMessageAt: event.lastMessage?.createdAt ?? null,
         unread: event.unread,
       });
+      // Acked only after the cached lists are marked stale, so a crash in between replays the event (harmless).
+      await onChanged(changed);
     },
   });
 }
