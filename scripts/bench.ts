@@ -19,12 +19,23 @@ const { values } = parseArgs({
     'ws-seconds': { type: 'string', default: '10' },
     'ws-rate': { type: 'string', default: '20' },
     connections: { type: 'string', default: '2000' },
+    mix: { type: 'string', default: 'read-heavy' },
   },
 });
 const BASE = `${values.url}/api/chat`;
 const SECONDS = Math.min(300, Number(values.seconds));
 const CONCURRENCY = Math.min(256, Number(values.concurrency));
 const USERS = Math.max(2, Math.min(500, Number(values.users)));
+/**
+ * Cumulative thresholds of one request's roll. read-heavy (default): what a
+ * chat client does most, polling lists and badges and paging, with 5% sends;
+ * write-heavy: 20% sends, the stress case for caches and the event path.
+ */
+const MIXES = {
+  'read-heavy': { send: 0.05, list: 0.5, page: 0.8, read: 0.85 },
+  'write-heavy': { send: 0.2, list: 0.6, page: 0.9, read: 0.95 },
+} as const;
+const MIX = MIXES[values.mix as keyof typeof MIXES] ?? MIXES['read-heavy'];
 const config = loadConfig();
 const key = new TextEncoder().encode(config.JWT_SECRET);
 const run = Date.now().toString(36);
@@ -49,6 +60,21 @@ async function call(route: string, method: string, path: string, token: string, 
     (samples.get(route) ?? samples.set(route, []).get(route)!).push(ms);
   }
   return text ? (JSON.parse(text) as { data?: any }) : {};
+}
+
+/** Cache lookups by result, summed from the services' own /metrics (conversations :9101, messages :9102). */
+async function cacheCounts(): Promise<{ hit: number; total: number }> {
+  let hit = 0;
+  let total = 0;
+  for (const port of [9101, 9102]) {
+    const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()).catch(() => '');
+    for (const m of text.matchAll(/^chat_cache_requests_total\{([^}]*)\} ([0-9.e+]+)/gm)) {
+      const n = Number(m[2]);
+      total += n;
+      if (/result="hit"/.test(m[1]!)) hit += n;
+    }
+  }
+  return { hit, total };
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -78,6 +104,7 @@ async function main() {
     convs.push({ id: r.data.id, a: i, b: i + 1 });
   }
   samples.delete('setup');
+  const cacheBefore = await cacheCounts();
   const deadline = Date.now() + SECONDS * 1000;
   let sent = 0;
   let n = 0;
@@ -87,12 +114,12 @@ async function main() {
         const c = convs[n++ % convs.length]!;
         const who = users[n % 2 ? c.a : c.b]!;
         const roll = Math.random();
-        if (roll < 0.2) {
+        if (roll < MIX.send) {
           await call('POST /conversations/:id/messages', 'POST', `/conversations/${c.id}/messages`, who.token, { content: `bench ${n}` });
           sent++;
-        } else if (roll < 0.6) await call('GET /conversations', 'GET', '/conversations?limit=20', who.token);
-        else if (roll < 0.9) await call('GET /conversations/:id/messages', 'GET', `/conversations/${c.id}/messages?limit=50`, who.token);
-        else if (roll < 0.95) await call('POST /conversations/:id/read', 'POST', `/conversations/${c.id}/read`, who.token, {});
+        } else if (roll < MIX.list) await call('GET /conversations', 'GET', '/conversations?limit=20', who.token);
+        else if (roll < MIX.page) await call('GET /conversations/:id/messages', 'GET', `/conversations/${c.id}/messages?limit=50`, who.token);
+        else if (roll < MIX.read) await call('POST /conversations/:id/read', 'POST', `/conversations/${c.id}/read`, who.token, {});
         else await call('GET /conversations/unread-count', 'GET', '/conversations/unread-count', who.token);
       }
     }),
@@ -101,9 +128,12 @@ async function main() {
     const s = [...xs].sort((x, y) => x - y);
     return { route, count: s.length, p50: percentile(s, 50).toFixed(1), p95: percentile(s, 95).toFixed(1), p99: percentile(s, 99).toFixed(1) };
   });
-  console.log(`REST latency in ms (${SECONDS} s, concurrency ${CONCURRENCY}, ${USERS} users)`);
+  console.log(`REST latency in ms (${values.mix} mix, ${SECONDS} s, concurrency ${CONCURRENCY}, ${USERS} users)`);
   console.table(rows);
   const total = rows.reduce((a, r) => a + r.count, 0);
+  const cacheAfter = await cacheCounts();
+  const lookups = cacheAfter.total - cacheBefore.total;
+  console.log(`cache hit rate: ${lookups ? (((cacheAfter.hit - cacheBefore.hit) / lookups) * 100).toFixed(1) : 'n/a'}% of ${lookups} lookups`);
   console.log(`requests/s: ${(total / SECONDS).toFixed(0)}   messages/s: ${(sent / SECONDS).toFixed(0)}   errors: ${errors} ${JSON.stringify(Object.fromEntries(errorCodes))}`);
 
   const wsSeconds = Math.min(120, Number(values['ws-seconds']));
