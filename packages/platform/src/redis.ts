@@ -8,12 +8,13 @@ export type { Redis };
  * Commands fail fast while Redis is away (no unbounded offline queue), so
  * callers can fall back instead of hanging.
  */
-export function createRedis(url: string, keyPrefix: string, log: Logger, name: string): Redis {
+export function createRedis(url: string, keyPrefix: string, log: Logger, name: string, opts: { failFast?: boolean } = {}): Redis {
   const redis = new Redis(url, {
     keyPrefix,
     connectionName: name,
     maxRetriesPerRequest: 1,
-    enableOfflineQueue: true,
+    // A cache must not make a request wait for Redis: while it is away, commands fail at once (a miss).
+    enableOfflineQueue: !opts.failFast,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
   });
   let down = false;
@@ -26,4 +27,29 @@ export function createRedis(url: string, keyPrefix: string, log: Logger, name: s
     down = false;
   });
   return redis;
+}
+
+/**
+ * Deletes every key matching `pattern` under the client's prefix whenever the
+ * connection comes back after an outage: an invalidation that failed while
+ * Redis was unreachable must not leave a stale cache entry behind.
+ */
+export function dropKeysOnReconnect(redis: Redis, keyPrefix: string, pattern: string, log: Logger): void {
+  let lost = false;
+  redis.on('error', () => (lost = true));
+  redis.on('ready', () => {
+    if (!lost) return;
+    lost = false;
+    void (async () => {
+      let cursor = '0';
+      let dropped = 0;
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${keyPrefix}${pattern}`, 'COUNT', 500);
+        // scan returns full names; del adds the prefix again, so strip it.
+        if (keys.length) dropped += await redis.del(...keys.map((k) => k.slice(keyPrefix.length)));
+        cursor = next;
+      } while (cursor !== '0');
+      log.info({ dropped, pattern }, 'redis back: dropped cache entries that may have missed invalidations');
+    })().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not drop cache entries after an outage'));
+  });
 }

@@ -1,5 +1,5 @@
 import { Counter } from 'prom-client';
-import { createRedis, ensureEventStream, OutboxRelay, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { createRedis, dropKeysOnReconnect, ensureEventStream, OutboxRelay, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { ConversationsService } from './conversations.service';
 import { conversationEndpoints } from './handlers';
 import { startProjection } from './projection';
@@ -16,7 +16,9 @@ export function startConversationsService(config: Config, log: Logger) {
       const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'conversations', log);
       relay.start();
       teardown.add('outbox relay', () => relay.stop());
-      const redis = createRedis(config.REDIS_URL, `${config.REDIS_PREFIX}conversations:`, log, 'conversations');
+      const cachePrefix = `${config.REDIS_PREFIX}conversations:`;
+      const redis = createRedis(config.REDIS_URL, cachePrefix, log, 'conversations', { failFast: true });
+      dropKeysOnReconnect(redis, cachePrefix, 'list:*', log);
       teardown.add('redis', () => redis.quit());
       const cacheRequests = new Counter({
         name: 'chat_cache_requests_total',

@@ -1,6 +1,6 @@
 import { EphemeralEventType } from '@chat/contracts';
 import { Counter } from 'prom-client';
-import { createRedis, ensureEventStream, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { createRedis, dropKeysOnReconnect, ensureEventStream, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { EventLog } from './event-log';
 import { messageEndpoints } from './handlers';
 import { MessagesService } from './messages.service';
@@ -21,7 +21,9 @@ export function startMessagesService(config: Config, log: Logger) {
       const events = new EventLog(db, nc, subjects, config.EVENTS_RETENTION_DAYS, log);
       events.startPruning();
       teardown.add('event pruning', async () => events.stop());
-      const redis = createRedis(config.REDIS_URL, `${config.REDIS_PREFIX}messages:`, log, 'messages');
+      const cachePrefix = `${config.REDIS_PREFIX}messages:`;
+      const redis = createRedis(config.REDIS_URL, cachePrefix, log, 'messages', { failFast: true });
+      dropKeysOnReconnect(redis, cachePrefix, 'unread:*', log);
       teardown.add('redis', () => redis.quit());
       const cacheRequests = new Counter({
         name: 'chat_cache_requests_total',
