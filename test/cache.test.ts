@@ -121,3 +121,35 @@ describe('the conversation-list cache', () => {
     expect(hits / (hits + misses)).toBeGreaterThan(0.8);
   });
 });
+
+describe('cache warm-up', () => {
+  it('a restarted service fills the list and unread caches of active users before they ask', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'warm me' });
+    await eventually(async () => expect((await ctx.api.get('/conversations', bob.token)).body.data[0].lastMessage?.content).toBe('warm me'));
+
+    const { startConversationsService } = await import('@chat/conversations');
+    const { startMessagesService } = await import('@chat/messages');
+    const { createLogger } = await import('@chat/platform');
+    const { Redis } = await import('ioredis');
+    const c = ctx.stack.config;
+    await ctx.stack.services.conversations.stop();
+    await ctx.stack.services.messages.stop();
+    const redis = new Redis(c.REDIS_URL);
+    await redis.del(`${c.REDIS_PREFIX}conversations:list:${bob.id}`, `${c.REDIS_PREFIX}messages:unread:${bob.id}`);
+    ctx.stack.services.conversations = await startConversationsService(c, createLogger('conversations', 'silent'));
+    ctx.stack.services.messages = await startMessagesService(c, createLogger('messages', 'silent'));
+    await eventually(async () => {
+      expect(await redis.exists(`${c.REDIS_PREFIX}conversations:list:${bob.id}`)).toBe(1);
+      expect(await redis.exists(`${c.REDIS_PREFIX}messages:unread:${bob.id}`)).toBe(1);
+    }, 5000);
+    redis.disconnect();
+
+    const lists = await cacheCounts('conversations', 'conversations');
+    const badges = await cacheCounts('messages', 'unread');
+    expect((await ctx.api.get('/conversations', bob.token)).body.data[0].lastMessage.content).toBe('warm me');
+    expect((await ctx.api.get('/conversations/unread-count', bob.token)).body.data).toEqual({ total: 1, conversations: 1 });
+    expect((await cacheCounts('conversations', 'conversations')).hit).toBe(lists.hit + 1);
+    expect((await cacheCounts('messages', 'unread')).hit).toBe(badges.hit + 1);
+  });
+});

@@ -5,6 +5,9 @@ import { conversationEndpoints } from './handlers';
 import { startProjection } from './projection';
 import { ListCache } from './list-cache';
 
+/** How many of the most recently active users' first pages are loaded into the cache at start. */
+const WARM_USERS = 1000;
+
 /** Composition root of the conversations service: conversations, their list projection and the users directory. */
 export function startConversationsService(config: Config, log: Logger) {
   return startService<Database>(config, log, {
@@ -30,6 +33,8 @@ export function startConversationsService(config: Config, log: Logger) {
       const projection = await startProjection(nc, db, config.NATS_PREFIX, log, (users) => cache.invalidate(users));
       teardown.add('projection consumer', () => projection.stop());
       const service = new ConversationsService(db, bus, subjects, () => relay.kick(), cache);
+      const warming = service.warm(WARM_USERS, log).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'cache warm-up failed'));
+      teardown.add('cache warm-up', () => warming);
       return conversationEndpoints(subjects.conversations, service, db, cache);
     },
   });

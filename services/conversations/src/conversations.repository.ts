@@ -66,6 +66,15 @@ export class ConversationsRepository {
   }
 
   /** Everyone who shares a conversation with `userId` (one row per 1:1 conversation, so no duplicates). */
+  /** The users whose lists changed most recently: the ones worth warming the cache for. */
+  async recentlyActiveUsers(limit: number): Promise<string[]> {
+    const { rows } = await this.db.query<{ user_id: string }>(
+      'SELECT user_id FROM memberships GROUP BY user_id ORDER BY max(activity_at) DESC LIMIT $1',
+      [limit],
+    );
+    return rows.map((r) => r.user_id);
+  }
+
   async contacts(userId: string): Promise<string[]> {
     const { rows } = await this.db.query<{ other_user_id: string }>('SELECT other_user_id FROM memberships WHERE user_id = $1', [userId]);
     return rows.map((r) => r.other_user_id);

@@ -38,6 +38,19 @@ export class ConversationsService {
     return { items: await this.toDtos(actor, page.items, ctx), meta: page.meta };
   }
 
+  /**
+   * Fills the list cache for the most recently active users, so a restart
+   * does not send every first request to PostgreSQL. Runs in the background;
+   * a failure only means colder caches.
+   */
+  async warm(users: number, log: Logger): Promise<number> {
+    if (!this.cache) return 0;
+    const ids = await this.repo.recentlyActiveUsers(users);
+    for (const id of ids) await this.firstRows(id);
+    log.info({ users: ids.length }, 'conversation list cache warmed');
+    return ids.length;
+  }
+
   /** The newest LIST_CACHE_ROWS rows of a user's list, from the cache when it is current. */
   private async firstRows(actor: string): Promise<MembershipRow[]> {
     if (!this.cache) return this.repo.listForUser(actor, undefined, LIST_CACHE_ROWS);

@@ -46,6 +46,11 @@ export function startMessagesService(config: Config, log: Logger) {
         () => replyBudget(nc),
         unreadCache,
       );
+      const warming = service
+        .warmUnread(1000)
+        .then((n) => log.info({ users: n }, 'unread cache warmed'))
+        .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'cache warm-up failed'));
+      teardown.add('cache warm-up', () => warming);
       return messageEndpoints(subjects.messages, service, events);
     },
   });

@@ -195,6 +195,15 @@ export class MessagesRepository {
     return { total: Number(rows[0]?.total ?? 0), conversations: Number(rows[0]?.conversations ?? 0), seq: Number(rows[0]?.seq ?? 0) };
   }
 
+  /** Users with something unread: the badge most worth having in the cache after a restart. */
+  async usersWithUnread(limit: number): Promise<string[]> {
+    const { rows } = await this.db.query<{ user_id: string }>(
+      'SELECT DISTINCT user_id FROM participants WHERE unread_count > 0 LIMIT $1',
+      [limit],
+    );
+    return rows.map((r) => r.user_id);
+  }
+
   async unreadTotal(userId: string): Promise<number> {
     const { rows } = await this.db.query<{ total: string }>('SELECT coalesce(sum(unread_count), 0) AS total FROM participants WHERE user_id = $1', [userId]);
     return Number(rows[0]!.total);

@@ -163,6 +163,14 @@ export class MessagesService {
     return {};
   }
 
+  /** Loads the unread totals of users with something unread into the cache; in the background at start. */
+  async warmUnread(users: number): Promise<number> {
+    if (!this.unreadCache) return 0;
+    const ids = await this.repo.usersWithUnread(users);
+    for (const id of ids) await this.unreadCount(id);
+    return ids.length;
+  }
+
   async unreadCount(actor: string): Promise<UnreadCount> {
     const cached = await this.unreadCache?.get(actor);
     if (cached) return cached;
