@@ -5,7 +5,7 @@ import type { Config } from '@chat/platform';
 import { conversationPair, eventually } from './helpers/client';
 import { useStack } from './helpers/stack';
 import { streamEvents } from './helpers/streams';
-import { connect } from './helpers/ws';
+import { connect, messageIdsAfterResume } from './helpers/ws';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const ctx = useStack({ REQUEST_TIMEOUT_MS: 2000 });
@@ -91,13 +91,7 @@ describe('the messages service killed with SIGKILL in the middle of sends', () =
       .sort();
     expect(published).toEqual(ids);
 
-    // The socket has seen some live; a resume from its last seq brings the rest; together, each once.
-    const live = bobWs.frames.filter((f) => f.type === 'message.new');
-    const lastSeq = Math.max(0, ...bobWs.frames.map((f) => f.seq ?? 0));
-    await bobWs.close();
-    const { client: resumed } = await connect(ctx.stack.gateway.port, { token: bob.token, since: lastSeq });
-    const seen = [...live, ...resumed.frames.filter((f) => f.type === 'message.new')].map((f) => f.payload.message.id as string).sort();
-    expect(seen).toEqual(ids);
-    await resumed.close();
+    // Some arrived live, a resume from the last seq brings the rest: together, each exactly once.
+    expect(await messageIdsAfterResume(bobWs, ctx.stack.gateway.port, bob.token)).toEqual(ids);
   }, 60_000);
 });

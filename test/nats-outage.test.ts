@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conversationPair, eventually } from './helpers/client';
 import { useStack } from './helpers/stack';
-import { connect } from './helpers/ws';
+import { connect, messageIdsAfterResume } from './helpers/ws';
 
 /**
  * This file runs its own nats-server (JetStream on, its own store), so
@@ -129,13 +129,7 @@ describe('NATS down', () => {
     expect(rows).toHaveLength(TOTAL);
     const ids = rows.map((r: { id: string }) => r.id).sort();
 
-    const live = bobWs.frames.filter((f) => f.type === 'message.new');
-    const lastSeq = Math.max(0, ...bobWs.frames.map((f) => f.seq ?? 0));
-    await bobWs.close();
-    const { client: resumed } = await connect(ctx.stack.gateway.port, { token: bob.token, since: lastSeq });
-    const seen = [...live, ...resumed.frames.filter((f) => f.type === 'message.new')].map((f) => f.payload.message.id as string).sort();
-    expect(seen).toEqual(ids);
-    await resumed.close();
+    expect(await messageIdsAfterResume(bobWs, ctx.stack.gateway.port, bob.token)).toEqual(ids);
     await aliceWs.close();
   }, 120_000);
 });

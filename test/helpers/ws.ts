@@ -195,3 +195,18 @@ export function tryUpgrade(port: number, opts: WsOptions = {}): Promise<{ status
     ws.once('error', reject);
   });
 }
+
+/**
+ * What a client that keeps its last seq ends up with: the message ids it saw
+ * live on `client`, plus those a resume with `since` = that seq brings. Closes
+ * both sockets; sorted, duplicates kept (so a test can see one).
+ */
+export async function messageIdsAfterResume(client: WsClient, port: number, token: string): Promise<string[]> {
+  const live = client.frames.filter((f) => f.type === 'message.new');
+  const lastSeq = Math.max(0, ...client.frames.map((f) => f.seq ?? 0));
+  await client.close();
+  const { client: resumed } = await connect(port, { token, since: lastSeq });
+  const ids = [...live, ...resumed.frames.filter((f) => f.type === 'message.new')].map((f) => f.payload.message.id as string).sort();
+  await resumed.close();
+  return ids;
+}

@@ -1,5 +1,7 @@
 import { microServiceName, subjects, type ServiceName, type Subjects } from '@chat/contracts';
+import { Counter } from 'prom-client';
 import type { Config } from './config';
+import { createRedis, dropKeysOnReconnect } from './redis';
 import { defaultMetricsPort } from './config';
 import { createDatabase, ensureDatabase, migrate, type Database } from './db';
 import { Teardown } from './lifecycle';
@@ -17,6 +19,25 @@ export interface ServiceContext {
   metrics: Metrics;
   /** Register a stop step; steps run in reverse order of registration. */
   teardown: Teardown;
+}
+
+/**
+ * A service's cache: a fail-fast Redis client under `<REDIS_PREFIX><service>:`
+ * whose `pattern` keys are dropped when Redis returns from an outage, and the
+ * `chat_cache_requests_total{cache,result}` counter in the service's registry.
+ */
+export function openCache(ctx: Pick<ServiceContext, 'config' | 'log' | 'metrics' | 'teardown'>, service: ServiceName, pattern: string) {
+  const prefix = `${ctx.config.REDIS_PREFIX}${service}:`;
+  const redis = createRedis(ctx.config.REDIS_URL, prefix, ctx.log, service, { failFast: true });
+  dropKeysOnReconnect(redis, prefix, pattern, ctx.log);
+  ctx.teardown.add('redis', () => redis.quit());
+  const requests = new Counter({
+    name: 'chat_cache_requests_total',
+    help: 'Cache lookups by cache and result (hit, miss, error)',
+    labelNames: ['cache', 'result'] as const,
+    registers: [ctx.metrics.registry],
+  });
+  return { redis, requests };
 }
 
 export interface ServiceSpec<D> {

@@ -1,5 +1,4 @@
-import { Counter } from 'prom-client';
-import { createRedis, dropKeysOnReconnect, ensureEventStream, OutboxRelay, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { ensureEventStream, openCache, OutboxRelay, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { ConversationsService } from './conversations.service';
 import { conversationEndpoints } from './handlers';
 import { startProjection } from './projection';
@@ -19,17 +18,8 @@ export function startConversationsService(config: Config, log: Logger) {
       const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'conversations', log);
       relay.start();
       teardown.add('outbox relay', () => relay.stop());
-      const cachePrefix = `${config.REDIS_PREFIX}conversations:`;
-      const redis = createRedis(config.REDIS_URL, cachePrefix, log, 'conversations', { failFast: true });
-      dropKeysOnReconnect(redis, cachePrefix, 'list:*', log);
-      teardown.add('redis', () => redis.quit());
-      const cacheRequests = new Counter({
-        name: 'chat_cache_requests_total',
-        help: 'Cache lookups by cache and result (hit, miss, error)',
-        labelNames: ['cache', 'result'] as const,
-        registers: [metrics.registry],
-      });
-      const cache = new ListCache(redis, cacheRequests, log);
+      const { redis, requests } = openCache({ config, log, metrics, teardown }, 'conversations', 'list:*');
+      const cache = new ListCache(redis, requests, log);
       const projection = await startProjection(nc, db, config.NATS_PREFIX, log, (users) => cache.invalidate(users));
       teardown.add('projection consumer', () => projection.stop());
       const service = new ConversationsService(db, bus, subjects, () => relay.kick(), cache);

@@ -1,6 +1,5 @@
 import { EphemeralEventType } from '@chat/contracts';
-import { Counter } from 'prom-client';
-import { createRedis, dropKeysOnReconnect, ensureEventStream, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { ensureEventStream, openCache, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { EventLog } from './event-log';
 import { messageEndpoints } from './handlers';
 import { MessagesService } from './messages.service';
@@ -21,17 +20,8 @@ export function startMessagesService(config: Config, log: Logger) {
       const events = new EventLog(db, nc, subjects, config.EVENTS_RETENTION_DAYS, log);
       events.startPruning();
       teardown.add('event pruning', async () => events.stop());
-      const cachePrefix = `${config.REDIS_PREFIX}messages:`;
-      const redis = createRedis(config.REDIS_URL, cachePrefix, log, 'messages', { failFast: true });
-      dropKeysOnReconnect(redis, cachePrefix, 'unread:*', log);
-      teardown.add('redis', () => redis.quit());
-      const cacheRequests = new Counter({
-        name: 'chat_cache_requests_total',
-        help: 'Cache lookups by cache and result (hit, miss, error)',
-        labelNames: ['cache', 'result'] as const,
-        registers: [metrics.registry],
-      });
-      const unreadCache = new UnreadCache(redis, cacheRequests, log);
+      const { redis, requests } = openCache({ config, log, metrics, teardown }, 'messages', 'unread:*');
+      const unreadCache = new UnreadCache(redis, requests, log);
       const service = new MessagesService(
         db,
         bus,
