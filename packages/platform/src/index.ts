@@ -13,3 +13,4 @@ export * from './runtime';
 export * from './jetstream';
 export * from './service-app';
 export * from './outbox';
+export * from './work-loop';

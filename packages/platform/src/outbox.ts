@@ -2,6 +2,7 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { withTransaction, type Database, type Queryable } from './db';
 import type { Logger } from './logger';
 import type { NatsConnection } from './nats';
+import { WorkLoop } from './work-loop';
 
 const BATCH = 100;
 const IDLE_POLL_MS = 1000;
@@ -35,11 +36,8 @@ interface OutboxRow {
  * A crash after the publish ack but before the commit republishes the same
  * Nats-Msg-Id, which JetStream's duplicate window drops.
  */
-export class OutboxRelay {
+export class OutboxRelay extends WorkLoop {
   private readonly js: JetStreamClient;
-  private running = false;
-  private wake: (() => void) | undefined;
-  private loop: Promise<void> | undefined;
   private lastPrune = 0;
 
   /** `lockName` is unique per owning service (e.g. its schema), so each service's relays exclude only each other. */
@@ -48,52 +46,16 @@ export class OutboxRelay {
     private readonly db: Database,
     private readonly prefix: string,
     private readonly lockName: string,
-    private readonly log: Logger,
+    log: Logger,
   ) {
+    super(log, 'outbox relay', RETRY_MS);
     this.js = jetstream(nc);
   }
 
-  start(): void {
-    this.running = true;
-    this.loop = this.run();
-  }
-
-  /** Called after a commit that wrote an event: publish now instead of at the next poll. */
-  kick(): void {
-    this.wake?.();
-  }
-
-  /** Lets the current batch finish, then stops. */
-  async stop(): Promise<void> {
-    this.running = false;
-    this.wake?.();
-    await this.loop;
-  }
-
-  private async run(): Promise<void> {
-    while (this.running) {
-      let published = 0;
-      try {
-        published = await this.publishBatch();
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'outbox relay: publish failed, retrying');
-        await this.sleep(RETRY_MS);
-        continue;
-      }
-      if (Date.now() - this.lastPrune > PRUNE_EVERY_MS) await this.prune();
-      if (published < BATCH) await this.sleep(IDLE_POLL_MS);
-    }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = done;
-    });
+  protected async round(): Promise<number> {
+    const published = await this.publishBatch();
+    if (Date.now() - this.lastPrune > PRUNE_EVERY_MS) await this.prune();
+    return published < BATCH ? IDLE_POLL_MS : 0;
   }
 
   async publishBatch(): Promise<number> {

@@ -1,4 +1,4 @@
-import { withTransaction, type Database, type Logger } from '@chat/platform';
+import { withTransaction, WorkLoop, type Database, type Logger } from '@chat/platform';
 import { DeliveryOutcome, type NotificationMetrics } from './notification-metrics';
 import { NotificationsRepository, type DueNotification, type NotificationPayload } from './notifications.repository';
 
@@ -62,75 +62,30 @@ const resultClass = (r: PostResult) => (r.status === null ? 'error' : r.status >
  * come due again when their lease ends, and the receiver dedupes by
  * Idempotency-Key.
  */
-export class WebhookDelivery {
+export class WebhookDelivery extends WorkLoop {
   private readonly repo: NotificationsRepository;
   /** Longer than one POST plus recording its outcome, so no other worker takes a row in flight. */
   private readonly leaseMs: number;
-  private running = false;
-  private kicked = false;
-  private wake: (() => void) | undefined;
-  private loop: Promise<void> | undefined;
-
   constructor(
     private readonly db: Database,
     private readonly opts: WebhookOptions,
     private readonly metrics: NotificationMetrics,
-    private readonly log: Logger,
+    log: Logger,
   ) {
+    super(log, 'webhook delivery', RETRY_MS);
     this.repo = new NotificationsRepository(db);
     this.leaseMs = opts.timeoutMs + 10_000;
   }
 
-  start(): void {
-    this.running = true;
-    this.loop = this.run();
-  }
-
-  /** A notification was just stored: look now rather than at the next poll. */
-  kick(): void {
-    this.kicked = true;
-    this.wake?.();
-  }
-
-  /** Lets the batch in flight finish (its POSTs answer or time out, outcomes recorded), then stops. */
-  async stop(): Promise<void> {
-    this.running = false;
-    this.wake?.();
-    await this.loop;
-  }
-
-  private async run(): Promise<void> {
-    while (this.running) {
-      this.kicked = false;
-      let claimed: number;
-      try {
-        claimed = await this.deliverBatch();
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'webhook delivery: claiming failed, retrying');
-        await this.sleep(RETRY_MS);
-        continue;
-      }
-      if (claimed < BATCH && this.running) await this.sleep(await this.idleMs());
-    }
+  protected async round(): Promise<number> {
+    const claimed = await this.deliverBatch();
+    return claimed < BATCH ? this.idleMs() : 0;
   }
 
   /** Until the earliest pending row falls due, within [MIN_WAIT_MS, POLL_MS]. */
   private async idleMs(): Promise<number> {
     const next = await this.repo.msUntilNextDue().catch(() => null);
     return Math.min(POLL_MS, Math.max(MIN_WAIT_MS, next ?? POLL_MS));
-  }
-
-  private sleep(ms: number): Promise<void> {
-    if (this.kicked || !this.running) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wake = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wake = done;
-    });
   }
 
   async deliverBatch(): Promise<number> {
