@@ -33,9 +33,10 @@ describe('WebSocket: hello', () => {
     const { client, hello } = await socket(carol);
     expect(client.frames[0]).toBe(hello);
     expect(client.ws.extensions).toBe(''); // the client offered permessage-deflate; the server declines it
+    // hello states the ping interval in force: WS_HEARTBEAT_MS here, 25000 by default (ws-resume checks that).
     expect(hello).toEqual({
       type: 'hello',
-      payload: { userId: carol.id, seq: 0, replayed: 0, resync: false, heartbeatMs: 25000, typingTimeoutMs: 5000 },
+      payload: { userId: carol.id, seq: 0, replayed: 0, resync: false, heartbeatMs: HEARTBEAT_MS, typingTimeoutMs: 5000 },
     });
     expect((await ctx.api.get('/conversations', carol.token)).status).toBe(200);
   });

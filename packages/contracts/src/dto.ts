@@ -6,7 +6,6 @@ export const UsernameSchema = z
   .min(3)
   .max(32)
   .regex(/^[A-Za-z0-9_.-]+$/, 'must be 3-32 of [A-Za-z0-9_.-]');
-export const UuidSchema = z.uuid();
 export const IsoTime = z.string();
 
 export const UserSchema = z.object({

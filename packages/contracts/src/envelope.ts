@@ -15,9 +15,6 @@ export const ReplySchema = z.union([
   z.object({ ok: z.literal(false), error: ErrorBodySchema }),
 ]);
 
-export const ok = <T>(data: T): Reply<T> => ({ ok: true, data });
-export const fail = (error: ErrorBody): Reply<never> => ({ ok: false, error });
-
 /** Header names carried on every bus message. */
 export const Headers = {
   requestId: 'Chat-Request-Id',

@@ -78,6 +78,5 @@ export const ClientFrameSchema = z.discriminatedUnion('type', [
 ]);
 export type ClientFrame = z.infer<typeof ClientFrameSchema>;
 
-export const HEARTBEAT_MS = 25_000;
 export const TYPING_TIMEOUT_MS = 5_000;
 export const MAX_FRAME_BYTES = 16 * 1024;

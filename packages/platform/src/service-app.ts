@@ -41,7 +41,7 @@ export function openCache(ctx: Pick<ServiceContext, 'config' | 'log' | 'metrics'
 }
 
 export interface ServiceSpec<D> {
-  name: Exclude<ServiceName, never>;
+  name: ServiceName;
   description: string;
   /** The PostgreSQL schema this service owns, with its migrations folder; omitted for services without a database. */
   database?: { schema: string; migrations: URL };

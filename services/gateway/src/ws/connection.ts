@@ -3,7 +3,6 @@ import {
   ChatError,
   ClientFrameSchema,
   EventsReply,
-  HEARTBEAT_MS,
   issuesToDetails,
   MessageSchema,
   ReadResultSchema,
@@ -72,7 +71,7 @@ export class ClientConnection {
       this.metrics.wsResumes.inc({ outcome: since === undefined ? 'fresh' : resync ? 'resync' : 'replayed' });
       this.write({
         type: 'hello',
-        payload: { userId: this.principal.id, seq: this.lastSeq, replayed, resync, heartbeatMs: HEARTBEAT_MS, typingTimeoutMs: TYPING_TIMEOUT_MS },
+        payload: { userId: this.principal.id, seq: this.lastSeq, replayed, resync, heartbeatMs: this.limits.heartbeatMs, typingTimeoutMs: TYPING_TIMEOUT_MS },
       }, true);
     });
     this.every(this.limits.heartbeatMs, () => {
