@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { PrefixSchema } from '@chat/contracts';
+import { invalidIpEntry } from './ip';
 
 export const DEV_JWT_SECRET = 'dev-only-secret-change-me-0123456789';
 
@@ -40,6 +41,8 @@ export const ConfigSchema = z
     JWT_JWKS_URL: optionalString.pipe(url(['http:', 'https:']).optional()),
     JWT_ISSUER: optionalString,
     JWT_AUDIENCE: optionalString,
+    /** After fetching the JWKS, an unknown `kid` waits this long before the next refetch (bounds key-probing load on the IdP). */
+    JWT_JWKS_COOLDOWN_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
     CORS_ORIGINS: csv.default(['http://localhost:3000', 'http://localhost:8080']),
     NOTIFICATION_WEBHOOK_URL: optionalString.pipe(url(['http:', 'https:']).optional()),
     IP_DENYLIST: csv.default([]),
@@ -51,6 +54,12 @@ export const ConfigSchema = z
     RATE_LIMIT_SEND_PER_MIN: z.coerce.number().int().positive().default(30),
     RATE_LIMIT_CREATE_CONVERSATION_PER_MIN: z.coerce.number().int().positive().default(10),
     RATE_LIMIT_WS_FRAMES_PER_MIN: z.coerce.number().int().positive().default(120),
+    /** More failed authentications than this from one IP within a minute bans the IP... */
+    AUTH_FAILURES_PER_MIN: z.coerce.number().int().positive().default(20),
+    /** ...for this long. */
+    AUTH_BAN_MS: z.coerce.number().int().min(1000).default(15 * 60_000),
+    /** Lifetime of a single-use WebSocket ticket from POST /ws-ticket. */
+    WS_TICKET_TTL_MS: z.coerce.number().int().min(1000).max(300_000).default(30_000),
     /** Prometheus port of a non-gateway service; 0 picks a free port. Defaults per service (9101-9105). */
     METRICS_PORT: port.optional(),
     /** How long the gateway (and a service calling another) waits for a reply before 503. */
@@ -83,10 +92,27 @@ export const ConfigSchema = z
       if (c.NODE_ENV === 'production' && c.JWT_SECRET === DEV_JWT_SECRET)
         ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'the development default is refused when NODE_ENV=production' });
     }
+    for (const entry of c.IP_DENYLIST) {
+      const problem = invalidIpEntry(entry);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['IP_DENYLIST'], message: problem });
+    }
+    for (const origin of c.CORS_ORIGINS) {
+      if (origin === '*' || !isOrigin(origin))
+        ctx.addIssue({ code: 'custom', path: ['CORS_ORIGINS'], message: `"${origin}" is not an exact origin (scheme://host[:port], no path, no wildcard)` });
+    }
     if (Boolean(c.TLS_CERT_FILE) !== Boolean(c.TLS_KEY_FILE))
       ctx.addIssue({ code: 'custom', path: ['TLS_CERT_FILE'], message: 'TLS_CERT_FILE and TLS_KEY_FILE must be set together' });
   });
 export type Config = z.infer<typeof ConfigSchema>;
+
+/** An origin as a browser sends it: the URL's own origin, nothing more (no path, no trailing slash). */
+function isOrigin(value: string): boolean {
+  try {
+    return new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

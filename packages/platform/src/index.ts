@@ -14,3 +14,4 @@ export * from './jetstream';
 export * from './service-app';
 export * from './outbox';
 export * from './work-loop';
+export * from './ip';

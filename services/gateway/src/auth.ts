@@ -22,9 +22,17 @@ export type TokenVerifier = (token: string) => Promise<Principal>;
  * and HS/RS confusion fail. `exp` is required; `nbf`, `iss` and `aud` are
  * checked with 30 s of leeway.
  */
-export function createTokenVerifier(config: Pick<Config, 'JWT_SECRET' | 'JWT_JWKS_URL' | 'JWT_ISSUER' | 'JWT_AUDIENCE'>): TokenVerifier {
+export function createTokenVerifier(
+  config: Pick<Config, 'JWT_SECRET' | 'JWT_JWKS_URL' | 'JWT_ISSUER' | 'JWT_AUDIENCE' | 'JWT_JWKS_COOLDOWN_MS'>,
+): TokenVerifier {
+  // The key set is cached for 10 minutes; an unknown `kid` refetches it at most
+  // once per cooldown, so a flood of forged kids cannot hammer the IdP.
   const key: Uint8Array | JWTVerifyGetKey = config.JWT_JWKS_URL
-    ? createRemoteJWKSet(new URL(config.JWT_JWKS_URL), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
+    ? createRemoteJWKSet(new URL(config.JWT_JWKS_URL), {
+        cooldownDuration: config.JWT_JWKS_COOLDOWN_MS,
+        cacheMaxAge: 10 * 60_000,
+        timeoutDuration: 3000,
+      })
     : new TextEncoder().encode(config.JWT_SECRET);
   const algorithms = config.JWT_JWKS_URL ? ASYMMETRIC_ALGS : ['HS256'];
   const options = {
@@ -40,10 +48,18 @@ export function createTokenVerifier(config: Pick<Config, 'JWT_SECRET' | 'JWT_JWK
       ({ payload } =
         typeof key === 'function' ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options));
     } catch (err) {
+      // The key set could not be had: the caller is not at fault, and no key was tried.
+      if (isJwksUnavailable(err)) throw new ChatError('SERVICE_UNAVAILABLE', 'the token key set (JWT_JWKS_URL) could not be fetched', { dependency: 'jwks' });
       throw new ChatError('UNAUTHORIZED', describeJoseError(err));
     }
     return principalFromClaims(payload);
   };
+}
+
+function isJwksUnavailable(err: unknown): boolean {
+  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid) return true;
+  // A network failure reaches us as fetch's own TypeError, not a JOSEError.
+  return !(err instanceof joseErrors.JOSEError) && err instanceof Error && err.name !== 'SyntaxError';
 }
 
 function describeJoseError(err: unknown): string {
