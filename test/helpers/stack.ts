@@ -24,6 +24,14 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
+/** Rate limits so high no functional test meets them. */
+export const UNLIMITED = {
+  RATE_LIMIT_SEND_PER_MIN: 1_000_000,
+  RATE_LIMIT_CREATE_CONVERSATION_PER_MIN: 1_000_000,
+  RATE_LIMIT_WS_FRAMES_PER_MIN: 1_000_000,
+  AUTH_FAILURES_PER_MIN: 1_000_000,
+} as const;
+
 const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 /** A unique suffix: this run's database, NATS prefix and Redis prefix never meet another run's. */
@@ -50,6 +58,9 @@ export async function startStack(overrides: Partial<Record<keyof Config, unknown
       JWT_SECRET: TEST_SECRET,
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
       REQUEST_TIMEOUT_MS: 3000,
+      // Limits and the auth-failure ban are off by default (every test calls from
+      // 127.0.0.1 and some send hundreds of messages); the security tests set them.
+      ...UNLIMITED,
       ...overrides,
     },
   );
