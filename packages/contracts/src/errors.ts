@@ -65,12 +65,15 @@ export interface ErrorBody {
 export class ChatError extends Error {
   readonly code: ErrorCode;
   readonly details?: unknown;
+  /** RATE_LIMITED only: when the caller may try again (REST `Retry-After`, WS `retryAfterMs`). */
+  readonly retryAfterMs?: number;
 
-  constructor(code: ErrorCode, message: string, details?: unknown) {
+  constructor(code: ErrorCode, message: string, details?: unknown, opts: { retryAfterMs?: number } = {}) {
     super(message);
     this.name = 'ChatError';
     this.code = code;
     if (details !== undefined) this.details = details;
+    if (opts.retryAfterMs !== undefined) this.retryAfterMs = opts.retryAfterMs;
   }
 
   toBody(): ErrorBody {

@@ -23,7 +23,8 @@ export const GetUsersRequest = z.object({ ids: z.array(UserIdSchema).max(200) })
 
 export const ListConversationsRequest = z.object({ ...Actor, ...PageRequest });
 export const GetConversationRequest = z.object({ ...Actor, conversationId: Id });
-export const GetOrCreateConversationRequest = z.object({ ...Actor, username: z.string().min(1).max(64) });
+/** `create: false` only looks the pair up: CONVERSATION_NOT_FOUND when it does not exist yet. */
+export const GetOrCreateConversationRequest = z.object({ ...Actor, username: z.string().min(1).max(64), create: z.boolean().default(true) });
 export const ParticipantsRequest = z.object({ conversationId: Id });
 export const ParticipantsReply = z.object({ conversationId: z.string(), userIds: z.tuple([UserIdSchema, UserIdSchema]) });
 

@@ -69,11 +69,16 @@ export class ConversationsService {
   }
 
   /** Race-free: the ordered pair is unique, so concurrent callers converge on one row. */
-  async getOrCreate(actor: string, username: string, ctx: CallContext): Promise<{ conversation: Conversation; created: boolean }> {
+  async getOrCreate(actor: string, username: string, ctx: CallContext, create = true): Promise<{ conversation: Conversation; created: boolean }> {
     const other = await this.users.findByUsername(username);
     if (!other) throw new ChatError('USER_NOT_FOUND', `no user named ${username}`);
     if (other.id === actor) throw new ChatError('CANNOT_CHAT_WITH_SELF', 'cannot open a conversation with yourself');
     const [low, high] = actor < other.id ? [actor, other.id] : [other.id, actor];
+    if (!create) {
+      const existing = await this.repo.findPair(low, high);
+      if (!existing) throw new ChatError('CONVERSATION_NOT_FOUND', 'conversation not found');
+      return { conversation: await this.get(actor, existing, ctx), created: false };
+    }
     const { id, created } = await withTransaction(this.db, async (tx) => {
       const repo = new ConversationsRepository(tx);
       const inserted = await repo.insertPair(newId(), low, high);

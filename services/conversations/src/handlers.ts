@@ -22,7 +22,7 @@ export function conversationEndpoints(s: Subjects['conversations'], service: Con
   return [
     endpoint(s.list, ListConversationsRequest, (req, ctx) => service.list(req.actor, req.cursor, req.limit, ctx)),
     endpoint(s.get, GetConversationRequest, (req, ctx) => service.get(req.actor, req.conversationId, ctx)),
-    endpoint(s.getOrCreate, GetOrCreateConversationRequest, (req, ctx) => service.getOrCreate(req.actor, req.username, ctx)),
+    endpoint(s.getOrCreate, GetOrCreateConversationRequest, (req, ctx) => service.getOrCreate(req.actor, req.username, ctx, req.create)),
     endpoint(s.participants, ParticipantsRequest, async (req) => ({
       conversationId: req.conversationId,
       userIds: await service.participants(req.conversationId),

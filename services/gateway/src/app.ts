@@ -4,10 +4,13 @@ import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { requestId } from 'hono/request-id';
 import { routePath } from 'hono/route';
+import { secureHeaders } from 'hono/secure-headers';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ChatError, isChatError, subjects } from '@chat/contracts';
-import { BusClient, connectNats, Teardown, type Config, type Logger } from '@chat/platform';
+import { isChatError, subjects } from '@chat/contracts';
+import { BusClient, connectNats, createRedis, Teardown, type Config, type Logger } from '@chat/platform';
 import { bearerToken, createTokenVerifier } from './auth';
 import { Bus } from './bus';
 import { createGatewayMetrics } from './gateway-metrics';
@@ -19,6 +22,9 @@ import { blockRoutes } from './routes/blocks';
 import { conversationRoutes } from './routes/conversations';
 import { messageRoutes } from './routes/messages';
 import { UserSync } from './user-sync';
+import { Gate } from './security/gate';
+import { RateLimits } from './security/rate-limits';
+import { WsTickets } from './security/tickets';
 import { RealtimeHub } from './ws/hub';
 import { createUpgradeHandler } from './ws/upgrade';
 
@@ -39,6 +45,13 @@ export async function startGateway(config: Config, log: Logger) {
     const bus = new Bus(client, s);
     const verify = createTokenVerifier(config);
     const users = new UserSync(client, s);
+    // Rate limits, bans and tickets: the gateway's own key space in Redis.
+    const redis = createRedis(config.REDIS_URL, `${config.REDIS_PREFIX}gateway:`, log, 'gateway', { failFast: true });
+    teardown.add('redis', async () => void (await redis.quit().catch(() => redis.disconnect())));
+    const limits = new RateLimits(redis, config, log);
+    const tickets = new WsTickets(redis, config.WS_TICKET_TTL_MS);
+    const gate = new Gate(config, limits, verify, tickets, log);
+    const tls = config.TLS_CERT_FILE && config.TLS_KEY_FILE ? { cert: readFileSync(config.TLS_CERT_FILE), key: readFileSync(config.TLS_KEY_FILE) } : undefined;
 
     const app = new Hono<GatewayEnv>();
     app.use(
@@ -60,12 +73,18 @@ export async function startGateway(config: Config, log: Logger) {
       '/api/chat/*',
       cors({ origin: (origin) => (config.CORS_ORIGINS.includes(origin) ? origin : null), credentials: true, maxAge: 600 }),
     );
+    app.use(
+      secureHeaders({
+        contentSecurityPolicy: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] },
+        xFrameOptions: 'DENY',
+        referrerPolicy: 'no-referrer',
+        // HSTS only where it is true: a plain-HTTP gateway behind a TLS proxy leaves it to the proxy.
+        strictTransportSecurity: tls ? 'max-age=31536000; includeSubDomains' : false,
+        crossOriginResourcePolicy: 'same-site',
+      }),
+    );
     app.use('*', async (c, next) => {
       await next();
-      c.header('X-Content-Type-Options', 'nosniff');
-      c.header('Referrer-Policy', 'no-referrer');
-      c.header('X-Frame-Options', 'DENY');
-      c.header('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
       if (c.res.headers.get('content-type') === 'application/json') c.header('Content-Type', 'application/json; charset=utf-8');
     });
 
@@ -85,16 +104,18 @@ export async function startGateway(config: Config, log: Logger) {
     );
     api.use(async (c, next) => {
       c.header('Cache-Control', 'no-store');
+      const ip = gate.clientIp(c.env.incoming.socket.remoteAddress, c.req.header('x-forwarded-for'));
+      await gate.admit(ip);
       const token = bearerToken(c.req.header('authorization'));
-      if (!token) throw new ChatError('UNAUTHORIZED', 'missing bearer token');
-      const principal = await verify(token);
+      const principal = await gate.authenticate(ip, token ? { token } : undefined, c.get('requestId'));
       c.set('principal', principal);
       await users.ensure(principal, c.get('requestId'), log);
       await next();
     });
-    api.route('/conversations', conversationRoutes(bus));
+    api.post('/ws-ticket', async (c) => c.json({ data: await tickets.issue(c.get('principal')) }));
+    api.route('/conversations', conversationRoutes(bus, limits));
     api.route('/blocks', blockRoutes(bus));
-    api.route('/', messageRoutes(bus, () => metrics.messagesTotal.inc()));
+    api.route('/', messageRoutes(bus, limits, () => metrics.messagesTotal.inc()));
     api.route('/', accountRoutes(bus));
     api.route('/', eventRoutes(bus));
     app.route('/api/chat', api);
@@ -103,13 +124,16 @@ export async function startGateway(config: Config, log: Logger) {
     app.onError((err, c) => {
       if (isChatError(err)) {
         if (err.code === 'SERVICE_UNAVAILABLE') log.warn({ requestId: c.get('requestId'), details: err.details }, err.message);
+        if (err.retryAfterMs !== undefined) c.header('Retry-After', String(Math.ceil(err.retryAfterMs / 1000)));
         return errorResponse(c, err.code, err.message, err.details);
       }
       log.error({ err, requestId: c.get('requestId') }, 'unhandled error');
       return errorResponse(c, 'INTERNAL', 'internal error');
     });
 
-    const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+    const server = (
+      tls ? createAdaptorServer({ fetch: app.fetch, createServer: createHttpsServer, serverOptions: tls }) : createAdaptorServer({ fetch: app.fetch })
+    ) as Server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.PORT, '0.0.0.0', () => resolve());
@@ -125,16 +149,17 @@ export async function startGateway(config: Config, log: Logger) {
         softBufferBytes: config.WS_SOFT_BUFFER_BYTES,
         hardBufferBytes: config.WS_HARD_BUFFER_BYTES,
         presenceHeartbeatMs: Math.max(250, Math.floor(config.PRESENCE_TTL_MS / 3)),
+        rates: limits,
       },
       metrics,
       log,
     );
     teardown.add('websockets', () => hub.stop());
-    const upgrade = createUpgradeHandler({ corsOrigins: config.CORS_ORIGINS, verify, users, hub, log });
+    const upgrade = createUpgradeHandler({ corsOrigins: config.CORS_ORIGINS, gate, users, hub, log });
     server.on('upgrade', (req, socket, head) => void upgrade(req, socket, head));
     const port = (server.address() as AddressInfo).port;
     log.info({ port }, 'gateway ready');
-    return { stop: () => teardown.stop(), port, server, metrics, app, hub };
+    return { stop: () => teardown.stop(), port, server, metrics, app, hub, limits, redis, tls: Boolean(tls) };
   } catch (err) {
     await teardown.stop();
     throw err;

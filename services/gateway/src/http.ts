@@ -1,10 +1,12 @@
 import type { Context } from 'hono';
+import type { IncomingMessage } from 'node:http';
 import { ChatError, errorStatus, issuesToDetails, UsernameSchema, type ErrorCode } from '@chat/contracts';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { z } from 'zod';
 import type { Principal } from './auth';
 
 export type GatewayEnv = {
+  Bindings: { incoming: IncomingMessage };
   Variables: {
     requestId: string;
     principal: Principal;
@@ -60,4 +62,11 @@ export async function jsonBody(c: Context, { optional = false } = {}): Promise<u
   } catch {
     throw new ChatError('VALIDATION_FAILED', 'request body is not valid JSON', [{ path: '(root)', message: 'invalid JSON' }]);
   }
+}
+
+/** The `RateLimit-*` headers of a limited route (SPEC 6): integers, the reset in seconds. */
+export function quotaHeaders(c: Context, quota: { limit: number; remaining: number; resetMs: number }): void {
+  c.header('RateLimit-Limit', String(quota.limit));
+  c.header('RateLimit-Remaining', String(quota.remaining));
+  c.header('RateLimit-Reset', String(Math.ceil(quota.resetMs / 1000)));
 }

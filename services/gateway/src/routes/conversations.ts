@@ -1,13 +1,14 @@
 import { Hono } from 'hono';
-import { ConversationSchema, PageQuery, UnreadCountSchema, UsernameSchema, pageOf, ChatError } from '@chat/contracts';
+import { ConversationSchema, PageQuery, UnreadCountSchema, UsernameSchema, pageOf, ChatError, isChatError } from '@chat/contracts';
 import { z } from 'zod';
 import type { GatewayEnv } from '../http';
-import { parseOrThrow, pathId } from '../http';
+import { parseOrThrow, pathId, quotaHeaders } from '../http';
 import type { Bus } from '../bus';
+import { rateLimited, type RateLimits } from '../security/rate-limits';
 
 const Created = z.object({ conversation: ConversationSchema, created: z.boolean() });
 
-export function conversationRoutes(bus: Bus) {
+export function conversationRoutes(bus: Bus, limits: RateLimits) {
   const app = new Hono<GatewayEnv>();
 
   app.get('/', async (c) => {
@@ -21,7 +22,23 @@ export function conversationRoutes(bus: Bus) {
   app.get('/with/:username', async (c) => {
     const username = c.req.param('username');
     if (!UsernameSchema.safeParse(username).success) throw new ChatError('USER_NOT_FOUND', `no user named ${username}`);
+    // Only calls that create count (SPEC 6): look the pair up first, and spend
+    // quota only when it does not exist yet. Opening an existing chat is never limited.
+    const found = await bus.call(c, bus.s.conversations.getOrCreate, { username, create: false }, Created).catch((err: unknown) => {
+      if (isChatError(err) && err.code === 'CONVERSATION_NOT_FOUND') return undefined;
+      throw err;
+    });
+    const key = c.get('principal').id;
+    if (found) {
+      const state = await limits.createConversation.peek(key);
+      quotaHeaders(c, state ?? { limit: limits.createConversation.points, remaining: limits.createConversation.points, resetMs: 0 });
+      return c.json({ data: found.conversation, meta: { created: false } }, 200);
+    }
+    const quota = await limits.createConversation.consume(key);
+    quotaHeaders(c, quota);
+    if (!quota.allowed) throw rateLimited('conversation creation', quota.resetMs);
     const r = await bus.call(c, bus.s.conversations.getOrCreate, { username }, Created);
+    if (!r.created) await limits.createConversation.refund(key); // a concurrent call created it first
     return c.json({ data: r.conversation, meta: { created: r.created } }, r.created ? 201 : 200);
   });
 

@@ -2,12 +2,13 @@ import { Hono } from 'hono';
 import { MessageSchema, PageQuery, ReadBody, ReadResultSchema, SendMessageBody, pageOf } from '@chat/contracts';
 import { z } from 'zod';
 import type { Bus } from '../bus';
-import { jsonBody, parseOrThrow, pathId, type GatewayEnv } from '../http';
+import { jsonBody, parseOrThrow, pathId, quotaHeaders, type GatewayEnv } from '../http';
+import { rateLimited, type RateLimits } from '../security/rate-limits';
 
 const Sent = z.object({ message: MessageSchema, created: z.boolean() });
 
 /** Message routes under /conversations/:conversationId and /messages. */
-export function messageRoutes(bus: Bus, onAccepted: () => void) {
+export function messageRoutes(bus: Bus, limits: RateLimits, onAccepted: () => void) {
   const app = new Hono<GatewayEnv>();
 
   app.get('/conversations/:conversationId/messages', async (c) => {
@@ -23,7 +24,12 @@ export function messageRoutes(bus: Bus, onAccepted: () => void) {
 
   app.post('/conversations/:conversationId/messages', async (c) => {
     const body = parseOrThrow(SendMessageBody, await jsonBody(c));
-    const r = await bus.call(c, bus.s.messages.send, { conversationId: pathId(c, 'conversationId', 'CONVERSATION_NOT_FOUND'), ...body }, Sent);
+    const conversationId = pathId(c, 'conversationId', 'CONVERSATION_NOT_FOUND');
+    // Counted once the request is a well-formed send: a typo costs no quota.
+    const quota = await limits.send.consume(c.get('principal').id);
+    quotaHeaders(c, quota);
+    if (!quota.allowed) throw rateLimited('message sends', quota.resetMs);
+    const r = await bus.call(c, bus.s.messages.send, { conversationId, ...body }, Sent);
     if (r.created) onAccepted();
     return c.json({ data: r.message }, r.created ? 201 : 200);
   });

@@ -17,12 +17,17 @@ import type { BusClient, Logger } from '@chat/platform';
 import { z } from 'zod';
 import type { Principal } from '../auth';
 import type { GatewayMetrics } from '../gateway-metrics';
+import { rateLimited, type RateLimits } from '../security/rate-limits';
 
 export interface ConnectionLimits {
   heartbeatMs: number;
   softBufferBytes: number;
   hardBufferBytes: number;
+  rates: RateLimits;
 }
+
+/** A connection still sending after this many times its frame limit in one window is cut off (SPEC 6). */
+const FRAME_FLOOD_FACTOR = 10;
 
 const Sent = z.object({ message: MessageSchema, created: z.boolean() });
 const REPLAY_PAGE = 500;
@@ -115,9 +120,11 @@ export class ClientConnection {
       if (isBinary) throw new Error('binary');
       raw = JSON.parse(data.toString('utf8'));
     } catch {
+      if (!(await this.admitFrame(undefined))) return;
       return this.error(undefined, new ChatError('INVALID_FRAME', 'frames are JSON text'));
     }
     const id = typeof raw === 'object' && raw !== null && typeof (raw as { id?: unknown }).id === 'string' ? (raw as { id: string }).id.slice(0, 64) : undefined;
+    if (!(await this.admitFrame(id))) return;
     const frame = ClientFrameSchema.safeParse(raw);
     if (!frame.success) return this.error(id, new ChatError('VALIDATION_FAILED', 'frame failed validation', issuesToDetails(frame.error.issues)));
     try {
@@ -127,6 +134,22 @@ export class ClientConnection {
       this.error(id, err instanceof ChatError ? err : new ChatError('INTERNAL', 'internal error'));
       if (!(err instanceof ChatError)) this.log.error({ err, userId: this.principal.id }, 'frame handler failed');
     }
+  }
+
+  /** Every frame counts against the connection's limit, valid or not; a flood far past it closes the socket. */
+  private async admitFrame(replyTo: string | undefined): Promise<boolean> {
+    const frames = this.limits.rates.wsFrames;
+    const r = await frames.consume(this.id);
+    if (r.allowed) return true;
+    if (r.consumed > FRAME_FLOOD_FACTOR * frames.points) {
+      if (this.ws.readyState === this.ws.OPEN) {
+        this.log.warn({ userId: this.principal.id, frames: r.consumed }, 'websocket frame flood: closing');
+        this.ws.close(1008, 'rate limit exceeded');
+      }
+      return false;
+    }
+    this.error(replyTo, rateLimited('websocket frames', r.resetMs));
+    return false;
   }
 
   closed(): void {
@@ -144,6 +167,7 @@ export class ClientConnection {
     const actor = { actor: this.principal.id };
     switch (frame.type) {
       case 'message.send': {
+        await this.limits.rates.send.take(this.principal.id);
         const r = await this.bus.request(this.s.messages.send, { ...actor, ...frame.payload }, Sent);
         if (r.created) this.metrics.messagesTotal.inc();
         return { message: r.message };
@@ -217,7 +241,12 @@ export class ClientConnection {
   }
 
   private error(replyTo: string | undefined, err: ChatError): void {
-    const payload = { code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) };
+    const payload = {
+      code: err.code,
+      message: err.message,
+      ...(err.details === undefined ? {} : { details: err.details }),
+      ...(err.retryAfterMs === undefined ? {} : { retryAfterMs: err.retryAfterMs }),
+    };
     this.write({ type: 'error', ...(replyTo ? { replyTo } : {}), payload }, true);
   }
 

@@ -3,21 +3,29 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { ChatError, errorStatus, MAX_FRAME_BYTES, type ErrorCode } from '@chat/contracts';
 import type { Logger } from '@chat/platform';
-import { bearerToken, type Principal, type TokenVerifier } from '../auth';
+import { bearerToken, type Principal } from '../auth';
+import type { Credential, Gate } from '../security/gate';
 import type { UserSync } from '../user-sync';
 import type { RealtimeHub } from './hub';
 
 export const WS_PATH = '/api/chat/ws';
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
+};
 
 /**
- * Every check happens before the 101: path, Origin (exact match; none is a
- * non-browser client), token, `since`. A refusal is an ordinary HTTP answer
+ * Every check happens before the 101: path, IP denylist and ban, Origin
+ * (exact match; none is a non-browser client), token or ticket, `since`. A refusal is an ordinary HTTP answer
  * with the SPEC's error body, and the socket is closed.
  */
 export function createUpgradeHandler(opts: {
   corsOrigins: readonly string[];
-  verify: TokenVerifier;
+  gate: Gate;
   users: UserSync;
   hub: RealtimeHub;
   log: Logger;
@@ -31,11 +39,15 @@ export function createUpgradeHandler(opts: {
     try {
       const url = new URL(req.url ?? '/', 'http://gateway');
       if (url.pathname !== WS_PATH) throw new ChatError('NOT_FOUND', 'no such route');
+      const ip = opts.gate.clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for']);
+      await opts.gate.admit(ip);
+      // Cross-site WebSocket hijacking: a browser always sends Origin, and only listed ones pass.
       const origin = req.headers.origin;
       if (origin !== undefined && !opts.corsOrigins.includes(origin)) throw new ChatError('ORIGIN_NOT_ALLOWED', 'origin not allowed');
+      const ticket = url.searchParams.get('ticket');
       const token = url.searchParams.get('token') ?? bearerToken(req.headers.authorization);
-      if (!token) throw new ChatError('UNAUTHORIZED', 'missing token');
-      const principal: Principal = await opts.verify(token);
+      const credential: Credential = ticket !== null ? { ticket } : token ? { token } : undefined;
+      const principal: Principal = await opts.gate.authenticate(ip, credential, requestId);
       const sinceRaw = url.searchParams.get('since');
       if (sinceRaw !== null && !/^\d{1,15}$/.test(sinceRaw))
         throw new ChatError('VALIDATION_FAILED', 'since must be a non-negative integer', [{ path: 'since', message: 'must be a non-negative integer' }]);
@@ -44,16 +56,17 @@ export function createUpgradeHandler(opts: {
     } catch (err) {
       const e = err instanceof ChatError ? err : new ChatError('INTERNAL', 'internal error');
       if (!(err instanceof ChatError)) opts.log.error({ err, requestId }, 'upgrade failed');
-      refuse(socket, e.code, e.message, requestId, e.details);
+      refuse(socket, e.code, e.message, requestId, e.details, e.retryAfterMs);
     }
   };
 }
 
-function refuse(socket: Duplex, code: ErrorCode, message: string, requestId: string, details?: unknown): void {
+function refuse(socket: Duplex, code: ErrorCode, message: string, requestId: string, details?: unknown, retryAfterMs?: number): void {
   const status = errorStatus[code];
+  const retryAfter = retryAfterMs === undefined ? '' : `Retry-After: ${Math.ceil(retryAfterMs / 1000)}\r\n`;
   const body = JSON.stringify({ error: { code, message, ...(details === undefined ? {} : { details }), requestId } });
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+      `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\n${retryAfter}Connection: close\r\n\r\n${body}`,
   );
 }

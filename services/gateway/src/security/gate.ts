@@ -1,0 +1,60 @@
+import { ChatError } from '@chat/contracts';
+import { IpMatcher, type Config, type Logger } from '@chat/platform';
+import type { Principal, TokenVerifier } from '../auth';
+import { clientIp } from './client-ip';
+import { rateLimited, type RateLimits } from './rate-limits';
+import type { WsTickets } from './tickets';
+
+export type Credential = { token: string } | { ticket: string } | undefined;
+
+/**
+ * The checks every request and every upgrade passes, in this order: the IP
+ * denylist, the auth-failure ban, then the credential. REST and WebSocket
+ * share this one path, so neither can be the weaker door.
+ */
+export class Gate {
+  private readonly denylist: IpMatcher;
+
+  constructor(
+    config: Pick<Config, 'IP_DENYLIST' | 'TRUST_PROXY'>,
+    private readonly limits: RateLimits,
+    private readonly verify: TokenVerifier,
+    private readonly tickets: WsTickets,
+    private readonly log: Logger,
+    private readonly trustProxy = config.TRUST_PROXY,
+  ) {
+    this.denylist = new IpMatcher(config.IP_DENYLIST);
+  }
+
+  clientIp(remoteAddress: string | undefined, forwardedFor: string | string[] | undefined): string {
+    return clientIp(remoteAddress, Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor, this.trustProxy);
+  }
+
+  /** IP_BLOCKED for a denied address; RATE_LIMITED while the address is banned for failed authentications. */
+  async admit(ip: string): Promise<void> {
+    if (this.denylist.size && this.denylist.matches(ip)) throw new ChatError('IP_BLOCKED', 'requests from this address are not accepted');
+    const failures = await this.limits.authFailures.peek(ip);
+    if (failures && failures.consumed > this.limits.authFailures.points)
+      throw rateLimited('too many failed authentications from this address', failures.resetMs);
+  }
+
+  /**
+   * The principal behind a token or a ticket. A credential that is presented
+   * and wrong counts against the caller's IP; past the limit the IP is banned
+   * (AUTH_BAN_MS). No credential at all is a 401 that does not count: it is a
+   * client that has not logged in, not one guessing.
+   */
+  async authenticate(ip: string, credential: Credential, requestId: string): Promise<Principal> {
+    if (!credential) throw new ChatError('UNAUTHORIZED', 'missing bearer token');
+    try {
+      return 'token' in credential ? await this.verify(credential.token) : await this.tickets.redeem(credential.ticket);
+    } catch (err) {
+      if (err instanceof ChatError && err.code === 'UNAUTHORIZED') {
+        const r = await this.limits.authFailures.consume(ip);
+        if (r.consumed === this.limits.authFailures.points + 1)
+          this.log.warn({ ip, requestId, banMs: r.resetMs }, 'too many failed authentications: address banned');
+      }
+      throw err;
+    }
+  }
+}
