@@ -12,6 +12,7 @@ import { startMessagesService } from '@chat/messages';
 import { startBlocksService } from '@chat/blocks';
 import { startPresenceService } from '@chat/presence';
 import { startNotificationsService } from '@chat/notifications';
+import type { DestinationStream } from 'pino';
 import { TEST_SECRET, api, type Api } from './client';
 
 export { TEST_SECRET };
@@ -42,7 +43,10 @@ export const runId = () => `t${Date.now().toString(36)}${randomBytes(3).toString
  * real PostgreSQL, NATS and Redis, isolated by a fresh database, NATS_PREFIX
  * and REDIS_PREFIX. They talk to each other only over NATS, as in production.
  */
-export async function startStack(overrides: Partial<Record<keyof Config, unknown>> = {}): Promise<Stack> {
+export async function startStack(
+  overrides: Partial<Record<keyof Config, unknown>> = {},
+  opts: { logDestination?: DestinationStream } = {},
+): Promise<Stack> {
   const id = runId();
   const dbUrl = new URL(ADMIN_URL);
   dbUrl.pathname = `/chat_${id}`;
@@ -65,7 +69,7 @@ export async function startStack(overrides: Partial<Record<keyof Config, unknown
     },
   );
   await ensureDatabase(config.DATABASE_URL);
-  const log = (name: string) => createLogger(name, config.LOG_LEVEL);
+  const log = (name: string) => createLogger(name, config.LOG_LEVEL, opts.logDestination);
   const started: Array<{ stop(): Promise<void> }> = [];
   try {
     const [conversations, messages, blocks, presence, notifications] = await Promise.all([
@@ -133,6 +137,17 @@ export function useStack(overrides: Overrides | (() => Overrides) = {}): StackCo
       return started().client;
     },
   };
+}
+
+/**
+ * One more gateway on a running stack's services, NATS prefix and Redis
+ * prefix, with its own settings (already-parsed values: arrays, booleans).
+ * Stopped with the caller's `stop()`.
+ */
+export async function extraGateway(stack: Stack, overrides: Partial<Config> = {}, logDestination?: DestinationStream) {
+  const config: Config = { ...stack.config, PORT: 0, ...overrides };
+  const gateway = await startGateway(config, createLogger('gateway', config.LOG_LEVEL, logDestination));
+  return { ...gateway, baseUrl: `http://127.0.0.1:${gateway.port}`, api: api(`http://127.0.0.1:${gateway.port}`) };
 }
 
 /** Leaves nothing behind: the run's stream, keys and database. */

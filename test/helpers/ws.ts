@@ -11,14 +11,16 @@ export interface Frame {
 
 export interface WsOptions {
   token?: string;
+  ticket?: string;
   since?: string | number;
   origin?: string;
   headers?: Record<string, string>;
 }
 
-export function wsUrl(port: number, opts: Pick<WsOptions, 'token' | 'since'> = {}): string {
+export function wsUrl(port: number, opts: Pick<WsOptions, 'token' | 'ticket' | 'since'> = {}): string {
   const q = new URLSearchParams();
   if (opts.token !== undefined) q.set('token', opts.token);
+  if (opts.ticket !== undefined) q.set('ticket', opts.ticket);
   if (opts.since !== undefined) q.set('since', String(opts.since));
   const qs = q.toString();
   return `ws://127.0.0.1:${port}/api/chat/ws${qs ? `?${qs}` : ''}`;

@@ -30,9 +30,9 @@ export class Limit {
     readonly name: string,
     readonly points: number,
     store: { redis: Redis; keyPrefix: string } | undefined,
-    opts: { blockDurationS?: number } = {},
+    opts: { blockDurationS?: number; windowS?: number } = {},
   ) {
-    const common = { points, duration: WINDOW_S, blockDuration: opts.blockDurationS ?? 0 };
+    const common = { points, duration: opts.windowS ?? WINDOW_S, blockDuration: opts.blockDurationS ?? 0 };
     this.limiter = store
       ? new RateLimiterRedis({
           ...common,
