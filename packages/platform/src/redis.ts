@@ -53,3 +53,23 @@ export function dropKeysOnReconnect(redis: Redis, keyPrefix: string, pattern: st
     })().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not drop cache entries after an outage'));
   });
 }
+
+/**
+ * Waits (at most `ms`) for a fail-fast client's first connection: its
+ * commands fail while it is still connecting, so a process that needs Redis
+ * from its first request waits here. Resolves false when Redis is down; the
+ * caller goes on degraded rather than refusing to start.
+ */
+export async function redisReady(redis: Redis, ms = 2000): Promise<boolean> {
+  if (redis.status === 'ready') return true;
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      redis.off('ready', onReady);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), ms);
+    redis.once('ready', onReady);
+  });
+}

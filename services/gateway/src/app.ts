@@ -10,7 +10,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isChatError, subjects } from '@chat/contracts';
-import { BusClient, connectNats, createRedis, Teardown, type Config, type Logger } from '@chat/platform';
+import { BusClient, connectNats, createRedis, redisReady, Teardown, type Config, type Logger } from '@chat/platform';
 import { bearerToken, createTokenVerifier } from './auth';
 import { Bus } from './bus';
 import { createGatewayMetrics } from './gateway-metrics';
@@ -48,6 +48,7 @@ export async function startGateway(config: Config, log: Logger) {
     // Rate limits, bans and tickets: the gateway's own key space in Redis.
     const redis = createRedis(config.REDIS_URL, `${config.REDIS_PREFIX}gateway:`, log, 'gateway', { failFast: true });
     teardown.add('redis', async () => void (await redis.quit().catch(() => redis.disconnect())));
+    if (!(await redisReady(redis))) log.warn(`redis: ${config.REDIS_URL} does not answer; rate limits are per instance and tickets unavailable until it does`);
     const limits = new RateLimits(redis, config, log);
     const tickets = new WsTickets(redis, config.WS_TICKET_TTL_MS);
     const gate = new Gate(config, limits, verify, tickets, log);
@@ -69,10 +70,16 @@ export async function startGateway(config: Config, log: Logger) {
       c.header('X-Request-Id', c.get('requestId'));
       end({ route: c.res.status === 404 && routePath(c) === '/*' ? 'unmatched' : routePath(c), status: String(c.res.status) });
     });
-    app.use(
-      '/api/chat/*',
-      cors({ origin: (origin) => (config.CORS_ORIGINS.includes(origin) ? origin : null), credentials: true, maxAge: 600 }),
-    );
+    // CORS only for listed origins, matched exactly. Any other origin gets no
+    // CORS header at all (hono's cors() would still send Allow-Credentials),
+    // and its preflight an empty 204, so the browser refuses the call.
+    const corsForListed = cors({ origin: (origin) => origin, credentials: true, maxAge: 600 });
+    app.use('/api/chat/*', async (c, next) => {
+      const origin = c.req.header('origin');
+      if (origin !== undefined && config.CORS_ORIGINS.includes(origin)) return corsForListed(c, next);
+      if (c.req.method === 'OPTIONS' && c.req.header('access-control-request-method')) return c.body(null, 204);
+      await next();
+    });
     app.use(
       secureHeaders({
         contentSecurityPolicy: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] },
