@@ -8,7 +8,10 @@ import { wsConnections, wsLatency } from './bench-ws';
  *
  * Drives the running system over REST with a read-heavy mix for a bounded
  * time, then prints p50/p95/p99 per route, messages per second and errors.
- * Needs `npm start` running with the same JWT_SECRET.
+ * Needs `npm start` running with the same JWT_SECRET, and with the rate
+ * limits raised (a load test is many sends per user; SPEC's 30 a minute would
+ * make it a test of the limiter):
+ *   RATE_LIMIT_SEND_PER_MIN=1000000 RATE_LIMIT_WS_FRAMES_PER_MIN=1000000 npm start
  */
 const { values } = parseArgs({
   options: {
@@ -135,6 +138,9 @@ async function main() {
   const lookups = cacheAfter.total - cacheBefore.total;
   console.log(`cache hit rate: ${lookups ? (((cacheAfter.hit - cacheBefore.hit) / lookups) * 100).toFixed(1) : 'n/a'}% of ${lookups} lookups`);
   console.log(`requests/s: ${(total / SECONDS).toFixed(0)}   messages/s: ${(sent / SECONDS).toFixed(0)}   errors: ${errors} ${JSON.stringify(Object.fromEntries(errorCodes))}`);
+  if (errorCodes.has('429'))
+    console.log('note: 429s are the rate limits at work; for a load test start the system with ' +
+      'RATE_LIMIT_SEND_PER_MIN=1000000 RATE_LIMIT_WS_FRAMES_PER_MIN=1000000 (docs/performance.md)');
 
   const wsSeconds = Math.min(120, Number(values['ws-seconds']));
   const rate = Math.min(200, Number(values['ws-rate']));

@@ -97,7 +97,7 @@ export const ConfigSchema = z
       if (problem) ctx.addIssue({ code: 'custom', path: ['IP_DENYLIST'], message: problem });
     }
     for (const origin of c.CORS_ORIGINS) {
-      if (origin === '*' || !isOrigin(origin))
+      if (origin.includes('*') || !isOrigin(origin))
         ctx.addIssue({ code: 'custom', path: ['CORS_ORIGINS'], message: `"${origin}" is not an exact origin (scheme://host[:port], no path, no wildcard)` });
     }
     if (Boolean(c.TLS_CERT_FILE) !== Boolean(c.TLS_KEY_FILE))

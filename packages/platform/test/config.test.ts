@@ -93,6 +93,18 @@ describe('loadConfig', () => {
     for (const PORT of ['abc', '70000', '-1', '80.5']) expect(configError({ ...NO_FILE, PORT }).message, PORT).toMatch(/\bPORT\b/);
   });
 
+  it('IP_DENYLIST takes addresses and CIDRs (v4 and v6) and refuses anything else by name', () => {
+    expect(loadConfig({ ...NO_FILE, IP_DENYLIST: '10.0.0.0/8, 192.0.2.1,2001:db8::/32,::1' }).IP_DENYLIST).toHaveLength(4);
+    for (const bad of ['10.0.0.0/33', '1.2.3', '0x7f.0.0.1', 'example.com', '10.0.0.0/8/8'])
+      expect(configError({ ...NO_FILE, IP_DENYLIST: bad }).message, bad).toMatch(/IP_DENYLIST: ".*" is not an IP address or CIDR range/);
+  });
+
+  it('CORS_ORIGINS must be exact origins: no wildcard, no path, no trailing slash', () => {
+    expect(loadConfig({ ...NO_FILE, CORS_ORIGINS: 'https://app.example.com,http://localhost:3000' }).CORS_ORIGINS).toHaveLength(2);
+    for (const bad of ['*', 'https://app.example.com/', 'https://*.example.com', 'app.example.com', 'https://app.example.com/path'])
+      expect(configError({ ...NO_FILE, CORS_ORIGINS: bad }).message, bad).toMatch(/CORS_ORIGINS/);
+  });
+
   it('other bad values name their variable', () => {
     expect(configError({ ...NO_FILE, DATABASE_URL: 'mysql://x' }).message).toMatch(/DATABASE_URL/);
     expect(configError({ ...NO_FILE, REDIS_URL: 'not a url' }).message).toMatch(/REDIS_URL/);
