@@ -1,5 +1,5 @@
 import { ChatError, EventType, UserSchema, type BlockCreatedEvent, type BlockRemovedEvent, type Block, type BlockStatus, type Page, type Subjects, type User } from '@chat/contracts';
-import { appendOutbox, decodeCursor, iso, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
+import { appendOutbox, decodeCursor, iso, lockUserPair, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { z } from 'zod';
 import { BlocksRepository } from './blocks.repository';
 
@@ -28,6 +28,8 @@ export class BlocksService {
     const user = await this.findUser(username, ctx);
     if (user.id === actor) throw new ChatError('CANNOT_BLOCK_SELF', 'cannot block yourself');
     const row = await withTransaction(this.db, async (tx) => {
+      // Waits for sends of this pair that already passed their block check (see lockUserPair).
+      await lockUserPair(tx, actor, user.id, 'exclusive');
       const inserted = await new BlocksRepository(tx).insert(newId(), actor, user.id);
       const event: BlockCreatedEvent = { eventId: newId(), blockId: inserted.id, blockerId: actor, blockedId: user.id, createdAt: iso(inserted.created_at) };
       await appendOutbox(tx, event.eventId, EventType.blockCreated, event);

@@ -11,7 +11,7 @@ import {
   type Subjects,
   type UnreadCount,
 } from '@chat/contracts';
-import { appendOutbox, countFitting, decodeCursor, iso, isUuid, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
+import { appendOutbox, countFitting, decodeCursor, iso, isUuid, lockUserPair, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { MessagesRepository, toMessage, type ConversationRow } from './messages.repository';
 import { type UserEvent } from './events.repository';
 import { readEvents, sendEvents } from './user-events';
@@ -58,13 +58,16 @@ export class MessagesService {
       if (existing) return { message: this.replayed(existing, input.content), created: false };
     }
     const other = conv.user_a === input.actor ? conv.user_b : conv.user_a;
-    // Checked here, not only at the edge, so no path around it exists.
-    const status = await this.bus.request(this.subjects.blocks.status, { userId: input.actor, otherId: other }, BlockStatusSchema, {
-      requestId: ctx.requestId,
-    });
-    if (status.blockedByMe || status.blockedByThem) throw new ChatError('BLOCKED', 'messages cannot be sent while either user blocks the other');
 
     const outcome = await withTransaction(this.db, async (tx) => {
+      // Checked here, not only at the edge, so no path around it exists; and
+      // under the pair's lock, so a block racing this send is ordered with it:
+      // either this send commits before the block's 201, or it sees the block.
+      await lockUserPair(tx, input.actor, other, 'shared');
+      const status = await this.bus.request(this.subjects.blocks.status, { userId: input.actor, otherId: other }, BlockStatusSchema, {
+        requestId: ctx.requestId,
+      });
+      if (status.blockedByMe || status.blockedByThem) throw new ChatError('BLOCKED', 'messages cannot be sent while either user blocks the other');
       const repo = new MessagesRepository(tx);
       await repo.lockConversation(conv.id);
       const row = await repo.insert({ id: newId(), conversationId: conv.id, senderId: input.actor, content: input.content, clientMessageId: clientId });
