@@ -219,7 +219,6 @@ describe('a block racing sends', () => {
     const [alice, bob] = await Promise.all([knownUser(ctx.api, 'alice'), knownUser(ctx.api, 'bob')]);
     const conv = (await ctx.api.get(`/conversations/with/${bob.username}`, alice.token)).body.data.id as string;
     const a = await socket(alice);
-    const t0 = performance.now();
     let blockDoneAt = Infinity;
     let blockDoneWall = Infinity;
     const blocking = (async () => {

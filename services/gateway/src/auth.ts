@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type FetchImplementation, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ChatError, UserIdSchema, UsernameSchema } from '@chat/contracts';
 import type { Config } from '@chat/platform';
 
@@ -32,6 +32,7 @@ export function createTokenVerifier(
         cooldownDuration: config.JWT_JWKS_COOLDOWN_MS,
         cacheMaxAge: 10 * 60_000,
         timeoutDuration: 3000,
+        [customFetch]: guardedJwksFetch(config.JWT_JWKS_COOLDOWN_MS),
       })
     : new TextEncoder().encode(config.JWT_SECRET);
   const algorithms = config.JWT_JWKS_URL ? ASYMMETRIC_ALGS : ['HS256'];
@@ -56,10 +57,38 @@ export function createTokenVerifier(
   };
 }
 
+/** The key set could not be had: the IdP is down, slow, or answering something that is not a key set. */
+class JwksUnavailable extends Error {
+  override name = 'JwksUnavailable';
+}
+
+/**
+ * jose's fetch, made strict about failures: a non-200 or non-JSON answer is
+ * the IdP failing (503 to the caller, who did nothing wrong), not a bad token.
+ * jose's own cooldown starts only after a successful fetch, so after a failed
+ * one this holds further fetches back for the cooldown too: forged kids sent
+ * while the IdP struggles must not turn into one fetch each.
+ */
+function guardedJwksFetch(cooldownMs: number): FetchImplementation {
+  let failedAt = Number.NEGATIVE_INFINITY;
+  return async (url, init) => {
+    if (Date.now() - failedAt < cooldownMs) throw new JwksUnavailable('the key set failed moments ago; not asked again until the cooldown passes');
+    try {
+      const res = await fetch(url, init);
+      if (res.status !== 200) throw new JwksUnavailable(`the key set answered ${res.status}`);
+      const text = await res.text();
+      JSON.parse(text);
+      return new Response(text, { status: 200, headers: { 'content-type': 'application/json' } });
+    } catch (err) {
+      failedAt = Date.now();
+      if (err instanceof Error && err.name === 'TimeoutError') throw err; // jose maps it to JWKSTimeout
+      throw err instanceof JwksUnavailable ? err : new JwksUnavailable(`the key set could not be fetched: ${(err as Error).message}`);
+    }
+  };
+}
+
 function isJwksUnavailable(err: unknown): boolean {
-  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid) return true;
-  // A network failure reaches us as fetch's own TypeError, not a JOSEError.
-  return !(err instanceof joseErrors.JOSEError) && err instanceof Error && err.name !== 'SyntaxError';
+  return err instanceof JwksUnavailable || err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid;
 }
 
 function describeJoseError(err: unknown): string {
