@@ -20,6 +20,38 @@ export const ContentSchema = z
     if (FORBIDDEN_CONTROL.test(s)) ctx.addIssue({ code: 'custom', message: 'must not contain control characters' });
   });
 
+// A lone surrogate (half of a UTF-16 pair): JSON can spell it (`"\ud800"`),
+// UTF-8 cannot, so it would be silently replaced on the way to storage.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Why a string cannot be stored as sent (NUL or a lone surrogate), or undefined when it can. */
+export function unstorableText(s: string): string | undefined {
+  if (s.includes('\u0000')) return 'must not contain NUL characters';
+  if (LONE_SURROGATE.test(s)) return 'must be well-formed Unicode (no lone surrogates)';
+  return undefined;
+}
+
+/**
+ * The first string (value or key) anywhere in a parsed JSON value that no
+ * text column could hold exactly, with its path; undefined when all can.
+ * Checked at the edge for every body and frame, so such input is a 400
+ * naming the field, never a database error or a silently altered message.
+ */
+export function findUnstorableText(value: unknown, path: string[] = [], depth = 0): { path: string; message: string } | undefined {
+  if (typeof value === 'string') {
+    const message = unstorableText(value);
+    return message ? { path: path.join('.') || '(root)', message } : undefined;
+  }
+  if (typeof value !== 'object' || value === null || depth > 64) return undefined;
+  for (const [k, v] of Object.entries(value)) {
+    const keyProblem = unstorableText(k);
+    if (keyProblem) return { path: [...path, '(key)'].join('.'), message: keyProblem };
+    const found = findUnstorableText(v, [...path, k], depth + 1);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 export const ClientMessageIdSchema = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 of [A-Za-z0-9_-]');

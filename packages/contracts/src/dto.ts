@@ -1,6 +1,11 @@
 import { z } from 'zod';
+import { unstorableText } from './content';
 
-export const UserIdSchema = z.string().min(1).max(128);
+export const UserIdSchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .refine((s) => unstorableText(s) === undefined, 'must be text without NUL or lone surrogates');
 export const UsernameSchema = z
   .string()
   .min(3)
@@ -88,3 +93,19 @@ export const NotificationPreferencesSchema = z.object({
   mutedConversationIds: z.array(z.string().max(128)).max(1000),
 });
 export type NotificationPreferences = z.infer<typeof NotificationPreferencesSchema>;
+
+/**
+ * A map from user id to `value`, as it crosses the bus. Ids are opaque, so
+ * one may be "__proto__": z.record drops that key on purpose, and assigning
+ * it to a plain object would set the prototype instead. This keeps the
+ * parsed object as JSON.parse made it (own properties, every key) and only
+ * checks the values; producers build it on Object.create(null) (idMap()).
+ */
+export const idRecord = <T extends z.ZodType>(value: T) =>
+  z.custom<Record<string, z.output<T>>>(
+    (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => value.safeParse(x).success),
+    'expected a map of user id to value',
+  );
+
+/** An empty map for idRecord(): no prototype, so every id is an ordinary key. */
+export const idMap = <T>(): Record<string, T> => Object.create(null) as Record<string, T>;

@@ -29,8 +29,23 @@ export function decodeCursor(raw: string): Cursor {
   if (!Array.isArray(value) || value.length !== 2) throw invalid();
   const [at, id] = value as unknown[];
   if (typeof at !== 'string' || typeof id !== 'string' || !TIMESTAMP.test(at) || !isUuid(id)) throw invalid();
-  if (Number.isNaN(Date.parse(toIsoLike(at)))) throw invalid();
+  if (!isRealInstant(at)) throw invalid();
   return { at, id };
+}
+
+/**
+ * The regex admits shapes, not dates: `2026-02-31` or an offset of `-23:59`
+ * parse in JavaScript but PostgreSQL refuses them. Every field is checked,
+ * so a forged cursor is INVALID_CURSOR, never a database error.
+ */
+function isRealInstant(at: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:Z|[+-](\d{2}):?(\d{2})?)$/.exec(at);
+  if (!m) return false;
+  const [y, mo, d, h, mi, s, oh = '0', om = '0'] = m.slice(1).map((x) => (x === undefined ? undefined : Number(x))) as number[];
+  if (y! < 1 || mo! < 1 || mo! > 12 || d! < 1 || h! > 23 || mi! > 59 || s! > 59 || Number(oh) > 15 || Number(om) > 59) return false;
+  const date = new Date(Date.UTC(y!, mo! - 1, d!));
+  date.setUTCFullYear(y!); // Date.UTC maps years 0-99 to 1900-1999
+  return date.getUTCMonth() === mo! - 1 && date.getUTCDate() === d!;
 }
 
 /** Fetch limit+1 rows; this trims the extra one and builds the page meta. */
@@ -42,9 +57,4 @@ export function toPage<R, T>(rows: R[], limit: number, map: (r: R) => T, cursorO
     items: pageRows.map(map),
     meta: { nextCursor: hasMore && last !== undefined ? encodeCursor(cursorOf(last)) : null, hasMore },
   };
-}
-
-/** PostgreSQL's "2026-01-02 03:04:05.123456+00" as something Date.parse accepts. */
-function toIsoLike(pgText: string): string {
-  return pgText.replace(' ', 'T').replace(/([+-]\d{2})$/, '$1:00').replace(/(\.\d{3})\d+/, '$1');
 }

@@ -1,4 +1,4 @@
-import { ChatError, EventType, UserSchema, type BlockCreatedEvent, type BlockRemovedEvent, type Block, type BlockStatus, type Page, type Subjects, type User } from '@chat/contracts';
+import { ChatError, EventType, idMap, UserSchema, type BlockCreatedEvent, type BlockRemovedEvent, type Block, type BlockStatus, type Page, type Subjects, type User } from '@chat/contracts';
 import { appendOutbox, decodeCursor, iso, lockUserPair, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { z } from 'zod';
 import { BlocksRepository } from './blocks.repository';
@@ -80,7 +80,7 @@ export class BlocksService {
 
   async statusMany(userId: string, otherIds: readonly string[]): Promise<Record<string, BlockStatus>> {
     const rows = await this.repo.between(userId, otherIds);
-    const result: Record<string, BlockStatus> = {};
+    const result = idMap<BlockStatus>();
     for (const other of otherIds) {
       const blockedByMe = rows.some((r) => r.blocker_id === userId && r.blocked_id === other);
       const blockedByThem = rows.some((r) => r.blocker_id === other && r.blocked_id === userId);

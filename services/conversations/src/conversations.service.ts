@@ -1,12 +1,11 @@
-import { ChatError, EventType, type ConversationCreatedEvent, type Conversation, type Message, type Presence, type BlockStatus, type Page, type Subjects, BlockStatusSchema, PresenceSchema } from '@chat/contracts';
+import { ChatError, EventType, idRecord, type ConversationCreatedEvent, type Conversation, type Message, type Presence, type BlockStatus, type Page, type Subjects, BlockStatusSchema, PresenceSchema } from '@chat/contracts';
 import { appendOutbox, decodeCursor, toPage, newId, iso, isUuid, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
-import { z } from 'zod';
 import { LIST_CACHE_ROWS, type ListCache } from './list-cache';
 import { ConversationsRepository, type MembershipRow } from './conversations.repository';
 import { UsersRepository } from './users.repository';
 
-const StatusMap = z.record(z.string(), BlockStatusSchema);
-const PresenceMap = z.record(z.string(), PresenceSchema);
+const StatusMap = idRecord(BlockStatusSchema);
+const PresenceMap = idRecord(PresenceSchema);
 const OFFLINE: Presence = { isOnline: false, lastSeenAt: null };
 
 export interface CallContext {

@@ -14,7 +14,7 @@ import { BusClient, connectNats, createRedis, redisReady, Teardown, type Config,
 import { bearerToken, createTokenVerifier } from './auth';
 import { Bus } from './bus';
 import { createGatewayMetrics } from './gateway-metrics';
-import { errorResponse, type GatewayEnv } from './http';
+import { checkQueryText, errorResponse, type GatewayEnv } from './http';
 import { checkReadiness } from './readiness';
 import { accountRoutes } from './routes/account';
 import { eventRoutes } from './routes/events';
@@ -116,6 +116,7 @@ export async function startGateway(config: Config, log: Logger) {
       const token = bearerToken(c.req.header('authorization'));
       const principal = await gate.authenticate(ip, token ? { token } : undefined, c.get('requestId'));
       c.set('principal', principal);
+      checkQueryText(c);
       await users.ensure(principal, c.get('requestId'), log);
       await next();
     });

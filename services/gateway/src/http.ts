@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import type { IncomingMessage } from 'node:http';
-import { ChatError, errorStatus, issuesToDetails, UsernameSchema, type ErrorCode } from '@chat/contracts';
+import { ChatError, errorStatus, findUnstorableText, issuesToDetails, unstorableText, UsernameSchema, type ErrorCode } from '@chat/contracts';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { z } from 'zod';
 import type { Principal } from './auth';
@@ -49,7 +49,13 @@ export function pathUsername(c: Context): string {
  * valid JSON (400). An empty body reads as `{}` where the route allows it.
  */
 export async function jsonBody(c: Context, { optional = false } = {}): Promise<unknown> {
-  const text = await c.req.text();
+  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  let text: string;
+  try {
+    text = UTF8.decode(bytes);
+  } catch {
+    throw new ChatError('VALIDATION_FAILED', 'request body is not valid UTF-8', [{ path: '(root)', message: 'invalid UTF-8' }]);
+  }
   if (text.trim() === '') {
     if (optional) return {};
     throw new ChatError('VALIDATION_FAILED', 'request body is required', [{ path: '(root)', message: 'expected a JSON object' }]);
@@ -57,10 +63,28 @@ export async function jsonBody(c: Context, { optional = false } = {}): Promise<u
   const type = c.req.header('content-type') ?? '';
   if (!/^application\/json\s*(;|$)/i.test(type))
     throw new ChatError('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json');
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch {
     throw new ChatError('VALIDATION_FAILED', 'request body is not valid JSON', [{ path: '(root)', message: 'invalid JSON' }]);
+  }
+  const bad = findUnstorableText(value);
+  if (bad) throw new ChatError('VALIDATION_FAILED', 'request failed validation', [bad]);
+  return value;
+}
+
+/** Strict: invalid UTF-8 is refused, never replaced with U+FFFD behind the sender's back. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Query values, like bodies, must be text a column can hold: no NUL, no lone surrogates. */
+export function checkQueryText(c: Context): void {
+  for (const [name, values] of Object.entries(c.req.queries())) {
+    if (name === 'cursor') continue; // any garbage cursor is INVALID_CURSOR (SPEC 4), checked where it is decoded
+    for (const v of values) {
+      const problem = unstorableText(v);
+      if (problem) throw new ChatError('VALIDATION_FAILED', 'request failed validation', [{ path: name, message: problem }]);
+    }
   }
 }
 

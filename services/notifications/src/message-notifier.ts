@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { BlockStatusSchema, MessageCreatedEvent, PresenceSchema, UserSchema, subjects, type Subjects } from '@chat/contracts';
+import { BlockStatusSchema, idRecord, MessageCreatedEvent, PresenceSchema, UserSchema, subjects, type Subjects } from '@chat/contracts';
 import { newId, PoisonEventError, runConsumer, type BusClient, type Logger, type NatsConnection, type Queryable } from '@chat/platform';
 import { Decision, type NotificationMetrics } from './notification-metrics';
 import { NotificationsRepository, type NotificationPayload } from './notifications.repository';
 import { PreferencesRepository } from './preferences.repository';
 
-const PresenceMap = z.record(z.string(), PresenceSchema);
+const PresenceMap = idRecord(PresenceSchema);
 const Users = z.array(UserSchema);
 const PREVIEW_CODE_POINTS = 100;
 /**

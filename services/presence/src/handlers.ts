@@ -7,13 +7,14 @@ import {
   PresenceQueryRequest,
   type Presence,
   type Subjects,
+  idMap,
+  idRecord,
 } from '@chat/contracts';
 import { endpoint, type BusClient, type EndpointDef } from '@chat/platform';
-import { z } from 'zod';
 import type { PresenceNotifier } from './presence.notifier';
 import type { PresenceRepository } from './presence.repository';
 
-const StatusMap = z.record(z.string(), BlockStatusSchema);
+const StatusMap = idRecord(BlockStatusSchema);
 const HIDDEN: Presence = { isOnline: false, lastSeenAt: null };
 
 /**
@@ -41,7 +42,7 @@ export function presenceEndpoints(s: Subjects, repo: PresenceRepository, notifie
         repo.query(ids, Date.now()),
         bus.request(s.blocks.statusMany, { userId: req.actor, otherIds: ids }, StatusMap, { requestId: ctx.requestId }),
       ]);
-      const out: Record<string, Presence> = {};
+      const out = idMap<Presence>();
       for (const id of ids) {
         const b = blocks[id];
         out[id] = b && (b.blockedByMe || b.blockedByThem) ? HIDDEN : (presence[id] ?? HIDDEN);

@@ -1,8 +1,8 @@
-import { BlockStatusSchema, ContactsReply, EphemeralEventType, type EphemeralEvent, type Subjects } from '@chat/contracts';
+import { BlockStatusSchema, ContactsReply, idRecord, EphemeralEventType, type EphemeralEvent, type Subjects } from '@chat/contracts';
 import type { BusClient, Logger, NatsConnection } from '@chat/platform';
 import { z } from 'zod';
 
-const StatusMap = z.record(z.string(), BlockStatusSchema);
+const StatusMap = idRecord(BlockStatusSchema);
 /** `blocks.status-many` takes at most this many ids per request. */
 const STATUS_BATCH = 200;
 

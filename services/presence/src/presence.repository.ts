@@ -1,4 +1,4 @@
-import type { Presence } from '@chat/contracts';
+import { idMap, type Presence } from '@chat/contracts';
 import type { Redis } from '@chat/platform';
 import { presenceScripts } from './presence.scripts';
 
@@ -94,7 +94,7 @@ export class PresenceRepository {
       pipeline.zscore(INDEX, id);
     }
     const results = (await pipeline.exec()) ?? [];
-    const out: Record<string, Presence> = {};
+    const out = idMap<Presence>();
     userIds.forEach((id, i) => {
       const [count, seen, expiry] = [0, 1, 2].map((k) => {
         const [err, value] = results[i * 3 + k] ?? [new Error('presence query: missing pipeline result')];

@@ -1,6 +1,5 @@
 import { Hono } from 'hono';
-import { NotificationPreferencesSchema, PreferencesBody, PresenceQuery, PresenceSchema } from '@chat/contracts';
-import { z } from 'zod';
+import { idRecord, NotificationPreferencesSchema, PreferencesBody, PresenceQuery, PresenceSchema } from '@chat/contracts';
 import type { Bus } from '../bus';
 import { jsonBody, parseOrThrow, type GatewayEnv } from '../http';
 
@@ -10,7 +9,7 @@ export function accountRoutes(bus: Bus) {
 
   app.get('/presence', async (c) => {
     const q = parseOrThrow(PresenceQuery, c.req.query());
-    return c.json({ data: await bus.call(c, bus.s.presence.queryFor, { userIds: q.userIds }, z.record(z.string(), PresenceSchema)) });
+    return c.json({ data: await bus.call(c, bus.s.presence.queryFor, { userIds: q.userIds }, idRecord(PresenceSchema)) });
   });
 
   app.get('/notifications/preferences', async (c) =>

@@ -3,6 +3,7 @@ import {
   ChatError,
   ClientFrameSchema,
   EventsReply,
+  findUnstorableText,
   issuesToDetails,
   MessageSchema,
   ReadResultSchema,
@@ -125,6 +126,8 @@ export class ClientConnection {
     }
     const id = typeof raw === 'object' && raw !== null && typeof (raw as { id?: unknown }).id === 'string' ? (raw as { id: string }).id.slice(0, 64) : undefined;
     if (!(await this.admitFrame(id))) return;
+    const unstorable = findUnstorableText(raw);
+    if (unstorable) return this.error(id, new ChatError('VALIDATION_FAILED', 'frame failed validation', [unstorable]));
     const frame = ClientFrameSchema.safeParse(raw);
     if (!frame.success) return this.error(id, new ChatError('VALIDATION_FAILED', 'frame failed validation', issuesToDetails(frame.error.issues)));
     try {
