@@ -50,7 +50,8 @@ export const ConfigSchema = z
     TLS_CERT_FILE: optionalString,
     TLS_KEY_FILE: optionalString,
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    OTEL_EXPORTER_OTLP_ENDPOINT: optionalString,
+    /** OTLP/HTTP collector (Jaeger: http://jaeger:4318); spans go to `<endpoint>/v1/traces`. Unset: tracing off, the SDK never loaded. */
+    OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url(['http:', 'https:']).optional()),
     RATE_LIMIT_SEND_PER_MIN: z.coerce.number().int().positive().default(30),
     RATE_LIMIT_CREATE_CONVERSATION_PER_MIN: z.coerce.number().int().positive().default(10),
     RATE_LIMIT_WS_FRAMES_PER_MIN: z.coerce.number().int().positive().default(120),

@@ -1,4 +1,5 @@
-import pg from 'pg';
+import type pg from 'pg';
+import { pgDriver } from './drivers';
 import { fileURLToPath } from 'node:url';
 import { runner } from 'node-pg-migrate';
 import type { Logger } from './logger';
@@ -34,7 +35,7 @@ function instrument(target: { query: pg.Pool['query'] }, metrics: Metrics | unde
 
 /** A pool whose connections see only the service's own schema (search_path) and speak UTC. */
 export function createDatabase(url: string, schema: string, opts: { max: number; metrics?: Metrics; log?: Logger; name?: string }): Database {
-  const pool = new pg.Pool({
+  const pool = new (pgDriver().Pool)({
     connectionString: url,
     max: opts.max,
     application_name: opts.name ?? schema,
@@ -66,7 +67,7 @@ export async function withTransaction<T>(db: Database, fn: (tx: Queryable) => Pr
 }
 
 export const isUniqueViolation = (err: unknown, constraint?: string): boolean =>
-  err instanceof pg.DatabaseError && err.code === '23505' && (constraint === undefined || err.constraint === constraint);
+  err instanceof pgDriver().DatabaseError && err.code === '23505' && (constraint === undefined || err.constraint === constraint);
 
 /** Creates the database of `url` when missing (connecting to `postgres` to do it). */
 export async function ensureDatabase(url: string): Promise<boolean> {
@@ -75,7 +76,7 @@ export async function ensureDatabase(url: string): Promise<boolean> {
   if (!/^[A-Za-z0-9_]+$/.test(name)) throw new Error(`refusing to create a database named ${JSON.stringify(name)}: use [A-Za-z0-9_]`);
   const admin = new URL(url);
   admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString(), connectionTimeoutMillis: 5000 });
+  const client = new (pgDriver().Client)({ connectionString: admin.toString(), connectionTimeoutMillis: 5000 });
   await client.connect();
   try {
     const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
@@ -85,7 +86,7 @@ export async function ensureDatabase(url: string): Promise<boolean> {
       return true;
     } catch (err) {
       // Another process created it between our check and our CREATE.
-      if (err instanceof pg.DatabaseError && (err.code === '42P04' || err.code === '23505')) return false;
+      if (err instanceof pgDriver().DatabaseError && (err.code === '42P04' || err.code === '23505')) return false;
       throw err;
     }
   } finally {

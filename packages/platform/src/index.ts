@@ -15,3 +15,5 @@ export * from './service-app';
 export * from './outbox';
 export * from './work-loop';
 export * from './ip';
+export * from './tracing';
+export * from './drivers';

@@ -12,6 +12,8 @@ import { eventStreamName, subjects } from '@chat/contracts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { NatsConnection } from './nats';
 import type { Logger } from './logger';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { extractTrace, injectTrace, inSpan, SpanKind } from './tracing';
 
 const DAY_NS = 24 * 60 * 60 * 1_000_000_000;
 
@@ -81,7 +83,35 @@ export interface ConsumerOptions {
   maxDeliver?: number;
   handle: (subject: string, data: unknown) => Promise<void>;
   log: Logger;
+  /** The service's registry: `chat_jetstream_consumer_pending` and `chat_events_dead_lettered_total` go there. */
+  registry?: Registry;
+  /** The owning service, for its spans. */
+  service?: string;
 }
+
+/** One metric per registry, however many consumers a service runs. */
+function consumerMetrics(registry: Registry | undefined) {
+  if (!registry) return undefined;
+  const dead =
+    (registry.getSingleMetric('chat_events_dead_lettered_total') as Counter<'consumer'> | undefined) ??
+    new Counter({ name: 'chat_events_dead_lettered_total', help: 'Events parked on the dead-letter stream, by consumer', labelNames: ['consumer'] as const, registers: [registry] });
+  const pending =
+    (registry.getSingleMetric('chat_jetstream_consumer_pending') as Gauge<'consumer'> | undefined) ??
+    new Gauge({
+      name: 'chat_jetstream_consumer_pending',
+      help: 'Events on the stream this consumer has not finished: not yet delivered plus delivered and not yet acked',
+      labelNames: ['consumer'] as const,
+      registers: [registry],
+      async collect() {
+        await Promise.all([...pendingSources.get(registry)?.entries() ?? []].map(async ([name, read]) => {
+          const n = await read().catch(() => undefined); // NATS away: keep the last value
+          if (n !== undefined) this.set({ consumer: name }, n);
+        }));
+      },
+    });
+  return { dead, pending };
+}
+const pendingSources = new WeakMap<Registry, Map<string, () => Promise<number>>>();
 
 /**
  * A durable, explicit-ack pull consumer. A handler that throws is redelivered
@@ -103,12 +133,31 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
     ack_wait: 30_000_000_000,
   });
   const consumer = await js.consumers.get(stream, opts.durable);
+  const metrics = consumerMetrics(opts.registry);
+  if (opts.registry) {
+    const sources = pendingSources.get(opts.registry) ?? new Map<string, () => Promise<number>>();
+    pendingSources.set(opts.registry, sources);
+    sources.set(opts.durable, async () => {
+      const info = await consumer.info(true);
+      return info.num_pending + info.num_ack_pending;
+    });
+  }
   const messages: ConsumerMessages = await consumer.consume({ max_messages: 256 });
   const done = (async () => {
     for await (const m of messages) await handleOne(m);
   })();
 
-  async function handleOne(m: JsMsg) {
+  // Each event is handled in a span whose parent is the trace that produced it
+  // (the relay's publish, itself a child of the request that wrote the event).
+  function handleOne(m: JsMsg) {
+    return inSpan(
+      `${opts.durable} process`,
+      { kind: SpanKind.CONSUMER, parent: extractTrace(m.headers), attributes: { 'chat.service': opts.service ?? opts.durable, 'messaging.system': 'nats', 'messaging.destination.name': m.subject } },
+      () => handleInSpan(m),
+    );
+  }
+
+  async function handleInSpan(m: JsMsg) {
     try {
       await opts.handle(m.subject, m.json());
       m.ack();
@@ -122,12 +171,13 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
       }
       // One bad event must not hold up the rest: park it, with why, and move on.
       try {
-        const h = natsHeaders();
+        const h = injectTrace(natsHeaders());
         h.set('Chat-Original-Subject', m.subject);
         h.set('Chat-Dead-Reason', String((err as Error).message).slice(0, 500));
         h.set('Chat-Attempts', String(attempt));
         await js.publish(deadSubject, m.data, { headers: h });
         m.term('dead-lettered');
+        metrics?.dead.inc({ consumer: opts.durable });
       } catch (dlqErr) {
         opts.log.error({ err: dlqErr, subject: m.subject }, 'dead-letter publish failed: will retry the event');
         m.nak(5000);
@@ -137,6 +187,7 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
 
   return {
     async stop() {
+      pendingSources.get(opts.registry!)?.delete(opts.durable);
       await messages.close();
       await done.catch(() => undefined);
     },

@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { activeTraceIds } from './tracing';
 
 export type { Logger };
 
@@ -28,6 +29,9 @@ export function createLogger(service: string, level: string, destination?: pino.
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
+      // Inside a traced span every line carries its trace and span ids, so a
+      // log line leads to its trace in Jaeger and back.
+      mixin: activeTraceIds,
     },
     destination,
   );

@@ -2,6 +2,7 @@ import { connect, headers as natsHeaders, type NatsConnection, type MsgHdrs } fr
 import { ChatError, Headers, ReplySchema } from '@chat/contracts';
 import type { z } from 'zod';
 import type { Logger } from './logger';
+import { injectTrace, inSpan, markSpanError, SpanKind } from './tracing';
 
 export type { NatsConnection };
 
@@ -56,27 +57,33 @@ export class BusClient {
   async request<S extends z.ZodType>(subject: string, body: unknown, schema: S, opts: RequestOptions = {}): Promise<z.output<S>> {
     if (!this.connected || this.nc.isClosed())
       throw new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} is unreachable: NATS is down`, { subject, reason: 'nats disconnected' });
-    const h: MsgHdrs = natsHeaders();
-    if (opts.requestId) h.set(Headers.requestId, opts.requestId);
-    const started = performance.now();
-    let raw: unknown;
-    try {
-      const reply = await this.nc.request(subject, JSON.stringify(body), { timeout: opts.timeoutMs ?? this.defaultTimeoutMs, headers: h });
-      raw = reply.json();
-    } catch (err) {
-      throw new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} did not answer`, { subject, reason: (err as Error).message });
-    } finally {
-      this.onDuration?.(subject, (performance.now() - started) / 1000);
-    }
-    const envelope = ReplySchema.safeParse(raw);
-    if (!envelope.success) throw new ChatError('INTERNAL', `malformed reply on ${subject}`);
-    if (!envelope.data.ok) {
-      const { code, message, details } = envelope.data.error;
-      throw new ChatError(code, message, details);
-    }
-    const data = schema.safeParse(envelope.data.data);
-    if (!data.success) throw new ChatError('INTERNAL', `reply on ${subject} does not match its contract`);
-    return data.data;
+    const operation = subject.split('.').slice(1).join('.');
+    return inSpan(`request ${operation}`, { kind: SpanKind.CLIENT, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, async (span) => {
+      // The span's context rides in the headers: the handler's span becomes its child.
+      const h: MsgHdrs = injectTrace(natsHeaders());
+      if (opts.requestId) h.set(Headers.requestId, opts.requestId);
+      const started = performance.now();
+      let raw: unknown;
+      try {
+        const reply = await this.nc.request(subject, JSON.stringify(body), { timeout: opts.timeoutMs ?? this.defaultTimeoutMs, headers: h });
+        raw = reply.json();
+      } catch (err) {
+        throw new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} did not answer`, { subject, reason: (err as Error).message });
+      } finally {
+        this.onDuration?.(subject, (performance.now() - started) / 1000);
+      }
+      const envelope = ReplySchema.safeParse(raw);
+      if (!envelope.success) throw new ChatError('INTERNAL', `malformed reply on ${subject}`);
+      if (!envelope.data.ok) {
+        const { code, message, details } = envelope.data.error;
+        span.setAttribute('chat.error_code', code);
+        if (code === 'INTERNAL' || code === 'SERVICE_UNAVAILABLE') markSpanError(span, code);
+        throw new ChatError(code, message, details);
+      }
+      const data = schema.safeParse(envelope.data.data);
+      if (!data.success) throw new ChatError('INTERNAL', `reply on ${subject} does not match its contract`);
+      return data.data;
+    });
   }
 }
 

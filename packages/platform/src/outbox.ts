@@ -3,6 +3,9 @@ import { withTransaction, type Database, type Queryable } from './db';
 import type { Logger } from './logger';
 import type { NatsConnection } from './nats';
 import { WorkLoop } from './work-loop';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { contextFromCarrier, injectTrace, inSpan, SpanKind, traceCarrier } from './tracing';
 
 const BATCH = 100;
 const IDLE_POLL_MS = 1000;
@@ -15,7 +18,15 @@ const PRUNE_EVERY_MS = 60 * 60 * 1000;
  * below `<prefix>.events.`, e.g. `message.created`.
  */
 export async function appendOutbox(tx: Queryable, eventId: string, type: string, payload: unknown): Promise<void> {
-  await tx.query('INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)', [eventId, type, JSON.stringify(payload)]);
+  // The writing request's trace context travels with the row: the relay
+  // publishes later, from its own loop, and continues that trace.
+  const trace = traceCarrier();
+  await tx.query('INSERT INTO outbox (event_id, subject, payload, trace_context) VALUES ($1, $2, $3, $4)', [
+    eventId,
+    type,
+    JSON.stringify(payload),
+    trace === null ? null : JSON.stringify(trace),
+  ]);
 }
 
 
@@ -24,6 +35,7 @@ interface OutboxRow {
   event_id: string;
   subject: string;
   payload: unknown;
+  trace_context: Record<string, string> | null;
   [k: string]: unknown;
 }
 
@@ -47,9 +59,33 @@ export class OutboxRelay extends WorkLoop {
     private readonly prefix: string,
     private readonly lockName: string,
     log: Logger,
+    registry?: Registry,
   ) {
     super(log, 'outbox relay', RETRY_MS);
     this.js = jetstream(nc);
+    if (registry) {
+      this.published = new Counter({ name: 'chat_outbox_published_total', help: 'Outbox events published to JetStream', registers: [registry] });
+      const lag = () => this.lagSeconds();
+      new Gauge({
+        name: 'chat_outbox_lag_seconds',
+        help: 'Age of the oldest event not yet published to JetStream (0 when none waits)',
+        registers: [registry],
+        async collect() {
+          const seconds = await lag().catch(() => undefined); // database away: keep the last value
+          if (seconds !== undefined) this.set(seconds);
+        },
+      });
+    }
+  }
+
+  private readonly published?: Counter;
+
+  /** How long the oldest unpublished event has waited, in seconds. */
+  async lagSeconds(): Promise<number> {
+    const { rows } = await this.db.query<{ lag: number | null }>(
+      'SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8 AS lag FROM outbox WHERE published_at IS NULL',
+    );
+    return Math.max(0, rows[0]?.lag ?? 0);
   }
 
   protected async round(): Promise<number> {
@@ -63,12 +99,16 @@ export class OutboxRelay extends WorkLoop {
       const { rows: lock } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked', [`${this.lockName}.outbox`]);
       if (!lock[0]?.locked) return 0;
       const { rows } = await tx.query<OutboxRow>(
-        'SELECT id, event_id, subject, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1',
+        'SELECT id, event_id, subject, payload, trace_context FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1',
         [BATCH],
       );
       for (const row of rows) {
-        await this.js.publish(`${this.prefix}.events.${row.subject}`, JSON.stringify(row.payload), { msgID: row.event_id });
+        const subject = `${this.prefix}.events.${row.subject}`;
+        await inSpan(`publish ${row.subject}`, { kind: SpanKind.PRODUCER, parent: contextFromCarrier(row.trace_context), attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, () =>
+          this.js.publish(subject, JSON.stringify(row.payload), { msgID: row.event_id, headers: injectTrace(natsHeaders()) }),
+        );
       }
+      this.published?.inc(rows.length);
       if (rows.length > 0) {
         await tx.query('UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]);
       }

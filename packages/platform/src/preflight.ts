@@ -1,5 +1,4 @@
-import pg from 'pg';
-import { Redis } from 'ioredis';
+import { pgDriver, redisDriver } from './drivers';
 import { connect } from '@nats-io/transport-node';
 import type { Config } from './config';
 
@@ -29,7 +28,7 @@ const HOW_TO_START = {
 async function checkPostgres(url: string): Promise<string | undefined> {
   const admin = new URL(url);
   admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString(), connectionTimeoutMillis: 3000 });
+  const client = new (pgDriver().Client)({ connectionString: admin.toString(), connectionTimeoutMillis: 3000 });
   try {
     await client.connect();
     await client.query('SELECT 1');
@@ -54,7 +53,7 @@ async function checkNats(url: string): Promise<string | undefined> {
 }
 
 async function checkRedis(url: string): Promise<string | undefined> {
-  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const redis = new (redisDriver().Redis)(url, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, retryStrategy: () => null });
   redis.on('error', () => undefined);
   try {
     await redis.connect();

@@ -1,4 +1,5 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { redisDriver } from './drivers';
 import type { Logger } from './logger';
 
 export type { Redis };
@@ -9,7 +10,7 @@ export type { Redis };
  * callers can fall back instead of hanging.
  */
 export function createRedis(url: string, keyPrefix: string, log: Logger, name: string, opts: { failFast?: boolean } = {}): Redis {
-  const redis = new Redis(url, {
+  const redis = new (redisDriver().Redis)(url, {
     keyPrefix,
     connectionName: name,
     maxRetriesPerRequest: 1,

@@ -21,13 +21,25 @@ export async function runMain(
     process.exit(1);
   }
   const log = createLogger(service, config.LOG_LEVEL);
+  // Before any pool or server exists: the instrumentations patch as modules load.
+  // Loaded only when asked for, so a process without tracing never loads the SDK.
+  const telemetry = config.OTEL_EXPORTER_OTLP_ENDPOINT
+    ? (await import('./telemetry')).startTelemetry(service, { endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT })
+    : undefined;
+  if (telemetry) log.info({ endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT }, 'tracing: exporting spans over OTLP');
   const failures = await checkBackingServers(config, needs);
   if (failures.length > 0) {
     for (const f of failures) process.stderr.write(`${service}: ${describeFailure(f)}\n`);
     process.exit(1);
   }
   try {
-    const app = await start(config, log);
+    const started = await start(config, log);
+    const app: Stoppable = {
+      stop: async () => {
+        await started.stop();
+        await telemetry?.shutdown().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'tracing: could not flush spans'));
+      },
+    };
     exitOnSignals(app, log);
     if (process.argv.includes('--supervised')) stopWhenSupervisorGoes(app, log);
   } catch (err) {

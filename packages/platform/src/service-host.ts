@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import type { NatsConnection } from './nats';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
+import { extractTrace, inSpan, markSpanError, SpanKind } from './tracing';
 
 export interface HandlerContext {
   requestId: string | undefined;
@@ -38,6 +39,8 @@ export async function startMicroService(
   const svc = await new Svcm(nc).add({ ...info });
   for (const ep of endpoints) {
     const verb = ep.subject.split('.').slice(2).join('.');
+    // <prefix>.<service>.<verb>: spans are named without the deployment's prefix.
+    const service = ep.subject.split('.')[1]!;
     svc.addEndpoint(verb, {
       subject: ep.subject,
       handler: (err, msg) => {
@@ -45,14 +48,22 @@ export async function startMicroService(
           log.error({ err, subject: ep.subject }, 'endpoint subscription failed');
           return;
         }
-        void dispatch(ep, verb, msg, log, metrics);
+        void inSpan(
+          `${service}.${verb}`,
+          { kind: SpanKind.SERVER, parent: extractTrace(msg.headers), attributes: { 'chat.service': service, 'messaging.system': 'nats', 'messaging.destination.name': ep.subject } },
+          async (span) => {
+            const outcome = await dispatch(ep, verb, msg, log, metrics);
+            if (outcome !== 'ok') span.setAttribute('chat.error_code', outcome);
+            if (outcome === 'INTERNAL' || outcome === 'SERVICE_UNAVAILABLE') markSpanError(span, outcome);
+          },
+        );
       },
     });
   }
   return svc;
 }
 
-async function dispatch(ep: EndpointDef, verb: string, msg: ServiceMsg, log: Logger, metrics?: Metrics) {
+async function dispatch(ep: EndpointDef, verb: string, msg: ServiceMsg, log: Logger, metrics?: Metrics): Promise<string> {
   const requestId = msg.headers?.get(Headers.requestId) || undefined;
   const ctxLog = requestId ? log.child({ requestId }) : log;
   const end = metrics?.natsHandler.startTimer({ endpoint: verb });
@@ -78,13 +89,15 @@ async function dispatch(ep: EndpointDef, verb: string, msg: ServiceMsg, log: Log
       reply = { ok: false, error: { code: 'INTERNAL', message: 'internal error' } };
     }
   }
-  end?.({ outcome: reply.ok ? 'ok' : reply.error.code });
-  if (!msg.reply) return;
+  const outcome = reply.ok ? 'ok' : reply.error.code;
+  end?.({ outcome });
+  if (!msg.reply) return outcome;
   try {
     msg.respond(JSON.stringify(reply));
   } catch (err) {
     ctxLog.warn({ err, subject: ep.subject }, 'could not send reply');
   }
+  return outcome;
 }
 
 const DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', '57P01', '57P03', '53300']);

@@ -8,9 +8,9 @@ export function startBlocksService(config: Config, log: Logger) {
     name: 'blocks',
     description: 'who blocks whom',
     database: { schema: 'blocks', migrations: new URL('../migrations', import.meta.url) },
-    setup: async ({ db, nc, bus, subjects, teardown }) => {
+    setup: async ({ db, nc, bus, subjects, teardown, metrics }) => {
       await ensureEventStream(nc, config.NATS_PREFIX);
-      const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'blocks', log);
+      const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'blocks', log, metrics.registry);
       relay.start();
       teardown.add('outbox relay', () => relay.stop());
       return blockEndpoints(subjects.blocks, new BlocksService(db, bus, subjects, () => relay.kick()));

@@ -1,5 +1,6 @@
 import { MessageCreatedEvent, MessageReadEvent, subjects } from '@chat/contracts';
 import { PoisonEventError, runConsumer, type Database, type Logger, type NatsConnection } from '@chat/platform';
+import type { Registry } from 'prom-client';
 import { ConversationsRepository } from './conversations.repository';
 
 /**
@@ -8,7 +9,14 @@ import { ConversationsRepository } from './conversations.repository';
  * conversation's full derived state at a version, so applying "newest
  * version wins" is idempotent and indifferent to redelivery order.
  */
-export async function startProjection(nc: NatsConnection, db: Database, prefix: string, log: Logger, onChanged: (userIds: string[]) => Promise<void>) {
+export async function startProjection(
+  nc: NatsConnection,
+  db: Database,
+  prefix: string,
+  log: Logger,
+  onChanged: (userIds: string[]) => Promise<void>,
+  registry?: Registry,
+) {
   const s = subjects(prefix).events;
   const repo = new ConversationsRepository(db);
   return runConsumer(nc, {
@@ -16,6 +24,8 @@ export async function startProjection(nc: NatsConnection, db: Database, prefix: 
     durable: 'conversations-projection',
     filterSubject: s.messageEvents,
     log,
+    registry,
+    service: 'conversations',
     handle: async (subject, data) => {
       if (subject !== s.messageCreated && subject !== s.messageRead) return;
       const parsed = (subject === s.messageCreated ? MessageCreatedEvent : MessageReadEvent).safeParse(data);

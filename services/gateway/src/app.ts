@@ -10,7 +10,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isChatError, subjects } from '@chat/contracts';
-import { BusClient, connectNats, createRedis, redisReady, Teardown, type Config, type Logger } from '@chat/platform';
+import { BusClient, connectNats, createRedis, describeActiveSpan, redisReady, Teardown, type Config, type Logger } from '@chat/platform';
 import { bearerToken, createTokenVerifier } from './auth';
 import { Bus } from './bus';
 import { createGatewayMetrics } from './gateway-metrics';
@@ -68,7 +68,10 @@ export async function startGateway(config: Config, log: Logger) {
       const end = metrics.httpDuration.startTimer({ method: c.req.method });
       await next();
       c.header('X-Request-Id', c.get('requestId'));
-      end({ route: c.res.status === 404 && routePath(c) === '/*' ? 'unmatched' : routePath(c), status: String(c.res.status) });
+      const route = c.res.status === 404 && routePath(c) === '/*' ? 'unmatched' : routePath(c);
+      end({ route, status: String(c.res.status) });
+      // The http instrumentation's server span knows the URL, not the route: name it by the template.
+      describeActiveSpan(`${c.req.method} ${route}`, { 'http.route': route, 'chat.service': 'gateway', 'chat.request_id': c.get('requestId') });
     });
     // CORS only for listed origins, matched exactly. Any other origin gets no
     // CORS header at all (hono's cors() would still send Allow-Credentials),

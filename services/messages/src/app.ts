@@ -1,5 +1,5 @@
 import { EphemeralEventType } from '@chat/contracts';
-import { ensureEventStream, openCache, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { ensureEventStream, injectTrace, openCache, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { EventLog } from './event-log';
 import { messageEndpoints } from './handlers';
 import { MessagesService } from './messages.service';
@@ -13,7 +13,7 @@ export function startMessagesService(config: Config, log: Logger) {
     database: { schema: 'messages', migrations: new URL('../migrations', import.meta.url) },
     setup: async ({ db, nc, bus, subjects, teardown, metrics }) => {
       await ensureEventStream(nc, config.NATS_PREFIX);
-      const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'messages', log);
+      const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'messages', log, metrics.registry);
       relay.start();
       // Registered before the endpoints' stop step, so it runs after it: the relay drains what the last requests wrote.
       teardown.add('outbox relay', () => relay.stop());
@@ -32,7 +32,7 @@ export function startMessagesService(config: Config, log: Logger) {
           events.publish(committed);
           relay.kick();
         },
-        (recipientId, payload) => nc.publish(subjects.deliver(recipientId), JSON.stringify({ type: EphemeralEventType.typing, payload })),
+        (recipientId, payload) => nc.publish(subjects.deliver(recipientId), JSON.stringify({ type: EphemeralEventType.typing, payload }), { headers: injectTrace() }),
         () => replyBudget(nc),
         unreadCache,
       );

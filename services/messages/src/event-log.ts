@@ -1,5 +1,5 @@
 import { ChatError, type EventsReply, type Subjects } from '@chat/contracts';
-import { countFitting, replyBudget, type Database, type Logger, type NatsConnection } from '@chat/platform';
+import { countFitting, injectTrace, replyBudget, type Database, type Logger, type NatsConnection } from '@chat/platform';
 import { EventsRepository, type UserEvent } from './events.repository';
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
@@ -38,7 +38,8 @@ export class EventLog {
   publish(events: readonly UserEvent[]): void {
     for (const e of events) {
       try {
-        this.nc.publish(this.subjects.deliver(e.userId), JSON.stringify({ seq: e.seq, type: e.type, payload: e.payload }));
+        // The trace context rides along: the recipient's socket write joins the sender's trace.
+        this.nc.publish(this.subjects.deliver(e.userId), JSON.stringify({ seq: e.seq, type: e.type, payload: e.payload }), { headers: injectTrace() });
       } catch (err) {
         // The event is committed; the recipient's gateway or its next resume reads it from the log.
         this.log.warn({ err: (err as Error).message, userId: e.userId, seq: e.seq }, 'delivery publish failed');

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { Registry } from 'prom-client';
 import { BlockStatusSchema, idRecord, MessageCreatedEvent, PresenceSchema, UserSchema, subjects, type Subjects } from '@chat/contracts';
 import { newId, PoisonEventError, runConsumer, type BusClient, type Logger, type NatsConnection, type Queryable } from '@chat/platform';
 import { Decision, type NotificationMetrics } from './notification-metrics';
@@ -108,13 +109,15 @@ export class MessageNotifier {
 }
 
 /** The durable consumer `notifications` on `<prefix>.events.message.created`. */
-export function startNotificationConsumer(nc: NatsConnection, prefix: string, notifier: MessageNotifier, log: Logger) {
+export function startNotificationConsumer(nc: NatsConnection, prefix: string, notifier: MessageNotifier, log: Logger, registry?: Registry) {
   return runConsumer(nc, {
     prefix,
     durable: 'notifications',
     filterSubject: subjects(prefix).events.messageCreated,
     maxDeliver: MAX_DELIVER,
     log,
+    registry,
+    service: 'notifications',
     handle: async (subject, data) => {
       const event = MessageCreatedEvent.safeParse(data);
       // It will never parse: dead-letter it now rather than redeliver it for half an hour.

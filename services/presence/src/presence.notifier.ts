@@ -1,5 +1,5 @@
 import { BlockStatusSchema, ContactsReply, idRecord, EphemeralEventType, type EphemeralEvent, type Subjects } from '@chat/contracts';
-import type { BusClient, Logger, NatsConnection } from '@chat/platform';
+import { injectTrace, type BusClient, type Logger, type NatsConnection } from '@chat/platform';
 import { z } from 'zod';
 
 const StatusMap = idRecord(BlockStatusSchema);
@@ -56,7 +56,7 @@ export class PresenceNotifier {
     const contacts = await this.bus.request(this.subjects.conversations.contacts, { userId }, ContactsReply, { requestId });
     const recipients = await this.unblocked(userId, [...new Set(contacts)], requestId);
     const data = JSON.stringify(event);
-    for (const contactId of recipients) this.nc.publish(this.subjects.deliver(contactId), data);
+    for (const contactId of recipients) this.nc.publish(this.subjects.deliver(contactId), data, { headers: injectTrace() });
   }
 
   /** The contacts not in a block with `userId`, either way. */

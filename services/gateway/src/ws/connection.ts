@@ -14,7 +14,7 @@ import {
   type DurableEvent,
   type Subjects,
 } from '@chat/contracts';
-import type { BusClient, Logger } from '@chat/platform';
+import { inSpan, ROOT_CONTEXT, SpanKind, startSpan, type BusClient, type Context, type Logger } from '@chat/platform';
 import { z } from 'zod';
 import type { Principal } from '../auth';
 import type { GatewayMetrics } from '../gateway-metrics';
@@ -89,13 +89,23 @@ export class ClientConnection {
     this.closeAtExpiry();
   }
 
-  deliver(event: Delivery): void {
+  /**
+   * Queues an event for this socket. Its span (a child of the publisher's,
+   * so of the request that caused it) ends when the frame is written.
+   */
+  deliver(event: Delivery, parent?: Context): void {
+    const span = startSpan(`ws deliver ${event.type}`, {
+      kind: SpanKind.CONSUMER,
+      parent,
+      attributes: { 'chat.service': 'gateway', 'chat.event_type': event.type, ...('seq' in event ? { 'chat.seq': event.seq } : {}) },
+    });
+    const done = () => span.end();
     if ('seq' in event) {
-      this.enqueue(() => this.applyDurable(event));
+      this.enqueue(() => this.applyDurable(event).finally(done));
     } else if (event.type === 'typing') {
-      this.enqueue(async () => this.applyTyping(TypingPayload.parse(event.payload)));
+      this.enqueue(async () => (this.applyTyping(TypingPayload.parse(event.payload)), done()));
     } else {
-      this.enqueue(async () => this.write(event, false));
+      this.enqueue(async () => (this.write(event, false), done()));
     }
   }
 
@@ -131,7 +141,10 @@ export class ClientConnection {
     const frame = ClientFrameSchema.safeParse(raw);
     if (!frame.success) return this.error(id, new ChatError('VALIDATION_FAILED', 'frame failed validation', issuesToDetails(frame.error.issues)));
     try {
-      const payload = await this.dispatch(frame.data);
+      // Each client frame is the root of its own trace, as an HTTP request is.
+      const payload = await inSpan(`ws ${frame.data.type}`, { kind: SpanKind.SERVER, parent: ROOT_CONTEXT, attributes: { 'chat.service': 'gateway' } }, () =>
+        this.dispatch(frame.data),
+      );
       this.write(frame.data.type === 'ping' ? { type: 'pong', ...(id ? { replyTo: id } : {}) } : { type: 'ack', ...(id ? { replyTo: id } : {}), payload }, true);
     } catch (err) {
       this.error(id, err instanceof ChatError ? err : new ChatError('INTERNAL', 'internal error'));

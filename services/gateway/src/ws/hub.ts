@@ -1,7 +1,7 @@
 import type { Subscription } from '@nats-io/transport-node';
 import type { WebSocket } from 'ws';
 import { DeliverySchema, type Subjects } from '@chat/contracts';
-import type { BusClient, Logger, NatsConnection } from '@chat/platform';
+import { extractTrace, type BusClient, type Context, type Logger, type NatsConnection } from '@chat/platform';
 import { z } from 'zod';
 import type { Principal } from '../auth';
 import type { GatewayMetrics } from '../gateway-metrics';
@@ -71,7 +71,7 @@ export class RealtimeHub {
     if (!entry) {
       const sub = this.nc.subscribe(this.s.deliver(userId), {
         callback: (err, msg) => {
-          if (!err) this.fanOut(userId, msg.data);
+          if (!err) this.fanOut(userId, msg.data, extractTrace(msg.headers));
         },
       });
       entry = { sockets: new Set(), sub };
@@ -94,7 +94,7 @@ export class RealtimeHub {
     void this.presence('disconnect', conn);
   }
 
-  private fanOut(userId: string, data: Uint8Array): void {
+  private fanOut(userId: string, data: Uint8Array, trace: Context): void {
     let event;
     try {
       event = DeliverySchema.parse(JSON.parse(new TextDecoder().decode(data)));
@@ -102,7 +102,7 @@ export class RealtimeHub {
       this.log.warn({ userId }, 'malformed delivery ignored');
       return;
     }
-    for (const conn of this.users.get(userId)?.sockets ?? []) conn.deliver(event);
+    for (const conn of this.users.get(userId)?.sockets ?? []) conn.deliver(event, trace);
   }
 
   private async presence(verb: 'connect' | 'disconnect', conn: ClientConnection): Promise<void> {
