@@ -36,3 +36,14 @@ export function createLogger(service: string, level: string, destination?: pino.
     destination,
   );
 }
+
+/**
+ * Where a process started by hand logs: readable lines (pino-pretty) when a
+ * person watches a terminal, JSON lines otherwise (under the supervisor,
+ * which pretty-prints itself, in containers, into files).
+ */
+export async function terminalDestination(stream: NodeJS.WriteStream = process.stdout): Promise<pino.DestinationStream | undefined> {
+  if (!stream.isTTY || process.argv.includes('--supervised')) return undefined;
+  const { default: pretty } = await import('pino-pretty');
+  return pretty({ colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', destination: stream });
+}

@@ -8,7 +8,8 @@ export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
  * One registry per service (never the global one), so several services can
  * share a process in tests without mixing their numbers.
  */
-export function createMetrics(service: string) {
+export function createMetrics(service: string, has: { handlers?: boolean; database?: boolean } = {}) {
+  const { handlers = true, database = true } = has;
   const registry = new Registry();
   registry.setDefaultLabels({ service });
   collectDefaultMetrics({ register: registry });
@@ -19,14 +20,16 @@ export function createMetrics(service: string) {
       help: 'Time to handle one NATS request, by endpoint and outcome',
       labelNames: ['endpoint', 'outcome'] as const,
       buckets: LATENCY_BUCKETS,
-      registers: [registry],
+      // Exposed only where they can have samples: a process without NATS
+      // handlers or without a database does not list an empty family.
+      registers: handlers ? [registry] : [],
     }),
     dbQuery: new Histogram({
       name: 'chat_db_query_duration_seconds',
       help: 'Time of one SQL statement, by statement kind',
       labelNames: ['statement'] as const,
       buckets: LATENCY_BUCKETS,
-      registers: [registry],
+      registers: database ? [registry] : [],
     }),
   };
 }

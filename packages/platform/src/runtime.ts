@@ -1,5 +1,5 @@
 import { loadConfig, type Config } from './config';
-import { createLogger, type Logger } from './logger';
+import { createLogger, terminalDestination, type Logger } from './logger';
 import { checkBackingServers, describeFailure, type BackingServerFailure } from './preflight';
 import { exitOnSignals, type Stoppable } from './lifecycle';
 
@@ -20,7 +20,7 @@ export async function runMain(
     process.stderr.write(`${service}: ${(err as Error).message}\n`);
     process.exit(1);
   }
-  const log = createLogger(service, config.LOG_LEVEL);
+  const log = createLogger(service, config.LOG_LEVEL, await terminalDestination());
   // Before any pool or server exists: the instrumentations patch as modules load.
   // Loaded only when asked for, so a process without tracing never loads the SDK.
   const telemetry = config.OTEL_EXPORTER_OTLP_ENDPOINT

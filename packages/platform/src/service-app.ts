@@ -62,7 +62,7 @@ export interface RunningService {
  */
 export async function startService<D extends Database | undefined>(config: Config, log: Logger, spec: ServiceSpec<D>): Promise<RunningService> {
   const teardown = new Teardown(log);
-  const metrics = createMetrics(spec.name);
+  const metrics = createMetrics(spec.name, { database: Boolean(spec.database) });
   try {
     let db: Database | undefined;
     if (spec.database) {

@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import { createMetrics, LATENCY_BUCKETS } from '@chat/platform';
 
 export function createGatewayMetrics() {
-  const base = createMetrics('gateway');
+  const base = createMetrics('gateway', { handlers: false, database: false });
   const registers = [base.registry];
   return {
     ...base,
