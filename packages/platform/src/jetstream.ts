@@ -134,6 +134,8 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
   });
   const consumer = await js.consumers.get(stream, opts.durable);
   const metrics = consumerMetrics(opts.registry);
+  // Present at 0 from the start, so `increase()` sees the first dead letter.
+  metrics?.dead.inc({ consumer: opts.durable }, 0);
   if (opts.registry) {
     const sources = pendingSources.get(opts.registry) ?? new Map<string, () => Promise<number>>();
     pendingSources.set(opts.registry, sources);

@@ -20,7 +20,7 @@ export type DeliveryOutcome = (typeof DeliveryOutcome)[keyof typeof DeliveryOutc
 /** The service's own metrics, in its registry; labels are closed sets, never ids. */
 export function createNotificationMetrics(registry: Registry) {
   const registers = [registry];
-  return {
+  const metrics = {
     decisions: new Counter({
       name: 'chat_notifications_decisions_total',
       help: 'message.created events handled, by decision (stored, duplicate, or why no notification was made)',
@@ -41,5 +41,8 @@ export function createNotificationMetrics(registry: Registry) {
       registers,
     }),
   };
+  // Every outcome present at 0 from the start, so `increase()` sees the first give-up.
+  for (const outcome of ['delivered', 'retry', 'gave_up']) metrics.deliveries.inc({ outcome }, 0);
+  return metrics;
 }
 export type NotificationMetrics = ReturnType<typeof createNotificationMetrics>;
