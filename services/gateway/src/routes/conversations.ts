@@ -24,19 +24,27 @@ export function conversationRoutes(bus: Bus, limits: RateLimits) {
     if (!UsernameSchema.safeParse(username).success) throw new ChatError('USER_NOT_FOUND', `no user named ${username}`);
     // Only calls that create count (SPEC 6): look the pair up first, and spend
     // quota only when it does not exist yet. Opening an existing chat is never limited.
-    const found = await bus.call(c, bus.s.conversations.getOrCreate, { username, create: false }, Created).catch((err: unknown) => {
-      if (isChatError(err) && err.code === 'CONVERSATION_NOT_FOUND') return undefined;
-      throw err;
-    });
+    const lookup = () =>
+      bus.call(c, bus.s.conversations.getOrCreate, { username, create: false }, Created).catch((err: unknown) => {
+        if (isChatError(err) && err.code === 'CONVERSATION_NOT_FOUND') return undefined;
+        throw err;
+      });
     const key = c.get('principal').id;
-    if (found) {
+    const existing = async (found: z.output<typeof Created>) => {
       const state = await limits.createConversation.peek(key);
       quotaHeaders(c, state ?? { limit: limits.createConversation.points, remaining: limits.createConversation.points, resetMs: 0 });
       return c.json({ data: found.conversation, meta: { created: false } }, 200);
-    }
+    };
+    const found = await lookup();
+    if (found) return existing(found);
     const quota = await limits.createConversation.consume(key);
     quotaHeaders(c, quota);
-    if (!quota.allowed) throw rateLimited('conversation creation', quota.resetMs);
+    if (!quota.allowed) {
+      // A concurrent call may have created this very pair meanwhile: then it is an open, not a creation.
+      const createdMeanwhile = await lookup();
+      if (createdMeanwhile) return existing(createdMeanwhile);
+      throw rateLimited('conversation creation', quota.resetMs);
+    }
     const r = await bus.call(c, bus.s.conversations.getOrCreate, { username }, Created);
     if (!r.created) await limits.createConversation.refund(key); // a concurrent call created it first
     return c.json({ data: r.conversation, meta: { created: r.created } }, r.created ? 201 : 200);
