@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from './zod';
 
 export const MAX_CONTENT_CODE_POINTS = 5000;
 

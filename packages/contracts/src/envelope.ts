@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from './zod';
 import { ErrorCode, type ErrorBody } from './errors';
 
 /** The one reply shape of every request/reply subject. */

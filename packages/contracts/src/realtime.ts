@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from './zod';
 import { ClientMessageIdSchema, ContentSchema } from './content';
 import { MessageSchema } from './dto';
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from './zod';
 import { ClientMessageIdSchema, ContentSchema } from './content';
 import { NotificationPreferencesSchema } from './dto';
 
@@ -37,4 +37,10 @@ export const EventsQuery = z.object({
     .optional()
     .default(0),
   limit: LimitParam.optional().default(20),
+});
+
+/** POST /ws-ticket's answer: a single-use ticket for `?ticket=` on the upgrade. */
+export const WsTicketSchema = z.object({
+  ticket: z.string(),
+  expiresAt: z.string(),
 });

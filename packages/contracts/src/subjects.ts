@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from './zod';
 
 /** A NATS subject token: what NATS_PREFIX may be. */
 export const PrefixSchema = z

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { isChatError, subjects } from '@chat/contracts';
+import { isChatError, subjects, WsTicketSchema } from '@chat/contracts';
 import { BusClient, connectNats, createRedis, describeActiveSpan, redisReady, Teardown, type Config, type Logger } from '@chat/platform';
 import { bearerToken, createTokenVerifier } from './auth';
 import { Bus } from './bus';
@@ -22,6 +22,7 @@ import { blockRoutes } from './routes/blocks';
 import { conversationRoutes } from './routes/conversations';
 import { messageRoutes } from './routes/messages';
 import { UserSync } from './user-sync';
+import { referenceRoutes, REFERENCE_PATH } from './reference';
 import { Gate } from './security/gate';
 import { RateLimits } from './security/rate-limits';
 import { WsTickets } from './security/tickets';
@@ -83,16 +84,17 @@ export async function startGateway(config: Config, log: Logger) {
       if (c.req.method === 'OPTIONS' && c.req.header('access-control-request-method')) return c.body(null, 204);
       await next();
     });
-    app.use(
-      secureHeaders({
-        contentSecurityPolicy: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] },
-        xFrameOptions: 'DENY',
-        referrerPolicy: 'no-referrer',
-        // HSTS only where it is true: a plain-HTTP gateway behind a TLS proxy leaves it to the proxy.
-        strictTransportSecurity: tls ? 'max-age=31536000; includeSubDomains' : false,
-        crossOriginResourcePolicy: 'same-site',
-      }),
-    );
+    const hsts = tls ? 'max-age=31536000; includeSubDomains' : false;
+    const apiHeaders = secureHeaders({
+      contentSecurityPolicy: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] },
+      xFrameOptions: 'DENY',
+      referrerPolicy: 'no-referrer',
+      // HSTS only where it is true: a plain-HTTP gateway behind a TLS proxy leaves it to the proxy.
+      strictTransportSecurity: hsts,
+      crossOriginResourcePolicy: 'same-site',
+    });
+    // The reference pages set their own (a CSP a browser page can work under); everything else gets the API's.
+    app.use((c, next) => (c.req.path === REFERENCE_PATH || c.req.path.startsWith(`${REFERENCE_PATH}/`) ? next() : apiHeaders(c, next)));
     app.use('*', async (c, next) => {
       await next();
       if (c.res.headers.get('content-type') === 'application/json') c.header('Content-Type', 'application/json; charset=utf-8');
@@ -123,12 +125,14 @@ export async function startGateway(config: Config, log: Logger) {
       await users.ensure(principal, c.get('requestId'), log);
       await next();
     });
-    api.post('/ws-ticket', async (c) => c.json({ data: await tickets.issue(c.get('principal')) }));
+    api.post('/ws-ticket', async (c) => c.json({ data: WsTicketSchema.parse(await tickets.issue(c.get('principal'))) }));
     api.route('/conversations', conversationRoutes(bus, limits));
     api.route('/blocks', blockRoutes(bus));
     api.route('/', messageRoutes(bus, limits, () => metrics.messagesTotal.inc()));
     api.route('/', accountRoutes(bus));
     api.route('/', eventRoutes(bus));
+    // Before the API's authentication: the document and its reference page are public (SPEC 3).
+    app.route('/', referenceRoutes(hsts));
     app.route('/api/chat', api);
 
     app.notFound((c) => errorResponse(c, 'NOT_FOUND', 'no such route'));

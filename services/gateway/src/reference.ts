@@ -1,0 +1,73 @@
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Hono } from 'hono';
+import { secureHeaders } from 'hono/secure-headers';
+import { openApiDocument } from './openapi';
+import type { GatewayEnv } from './http';
+
+export const REFERENCE_PATH = '/api/chat/docs';
+
+/** The Swagger UI files, served from the installed package: no CDN, so it works offline and under a strict CSP. */
+const ASSETS: Record<string, string> = {
+  'swagger-ui.css': 'text/css; charset=utf-8',
+  'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
+};
+const assetDir = (createRequire(import.meta.url)('swagger-ui-dist') as { getAbsoluteFSPath(): string }).getAbsoluteFSPath();
+const assetCache = new Map<string, Buffer>();
+
+const PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Chat API reference</title>
+<link rel="stylesheet" href="${REFERENCE_PATH}/assets/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="${REFERENCE_PATH}/assets/swagger-ui-bundle.js"></script>
+<script src="${REFERENCE_PATH}/init.js"></script>
+</body>
+</html>
+`;
+// A file, not an inline script: the page's CSP allows scripts from this origin only.
+const INIT = `window.ui = SwaggerUIBundle({ url: '/api/chat/openapi.json', dom_id: '#swagger-ui', deepLinking: true });\n`;
+
+/**
+ * GET /api/chat/openapi.json and the browsable reference at /api/chat/docs,
+ * both without authentication (SPEC 3). The reference page gets a CSP it can
+ * work under (own scripts and styles, Swagger UI's inline styles); the API
+ * keeps `default-src 'none'`.
+ */
+export function referenceRoutes(hsts: string | false) {
+  const app = new Hono<GatewayEnv>();
+  app.get('/api/chat/openapi.json', (c) => c.json(openApiDocument()));
+  app.use(
+    `${REFERENCE_PATH}/*`,
+    secureHeaders({
+      contentSecurityPolicy: {
+        defaultSrc: ["'none'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+      xFrameOptions: 'DENY',
+      referrerPolicy: 'no-referrer',
+      strictTransportSecurity: hsts,
+    }),
+  );
+  app.get(REFERENCE_PATH, (c) => c.html(PAGE));
+  app.get(`${REFERENCE_PATH}/init.js`, (c) => c.body(INIT, 200, { 'Content-Type': 'text/javascript; charset=utf-8' }));
+  app.get(`${REFERENCE_PATH}/assets/:file`, (c) => {
+    const file = c.req.param('file');
+    const type = ASSETS[file];
+    if (!type) return c.notFound();
+    let body = assetCache.get(file);
+    if (!body) assetCache.set(file, (body = readFileSync(join(assetDir, file))));
+    return c.body(new Uint8Array(body), 200, { 'Content-Type': type, 'Cache-Control': 'public, max-age=86400' });
+  });
+  return app;
+}
