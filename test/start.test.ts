@@ -1,66 +1,11 @@
-import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '@chat/platform';
+import { allReady, freePort, runEnv, runStart, servicePids, SERVICES } from './helpers/processes';
 import { dropRunResources, runId } from './helpers/stack';
-
-const ROOT = new URL('..', import.meta.url).pathname;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function runStart(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, ...env, CONFIG_FILE: '/nonexistent' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += String(d)));
-  child.stderr.on('data', (d) => (err += String(d)));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, exited, output: () => out, errors: () => err };
-}
-
-const SERVICES = ['conversations', 'messages', 'blocks', 'presence', 'notifications', 'gateway'];
-
-/** Waits until every service has printed its ready line (they start side by side, in any order). */
-async function allReady(output: () => string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  const ready = () => SERVICES.every((name) => new RegExp(`${name}\\s+\\| .*${name} ready`).test(output()));
-  while (!ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-}
-
-/** Service processes of this run: their command line runs a main.ts and their environment holds the run's id. */
-function servicePids(runMarker: string): string[] {
-  return readdirSync('/proc').filter((pid) => {
-    if (!/^\d+$/.test(pid)) return false;
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      return cmd.includes('main.ts') && readFileSync(`/proc/${pid}/environ`, 'utf8').includes(runMarker);
-    } catch {
-      return false;
-    }
-  });
-}
 
 describe('npm start', () => {
   const id = runId();
-  const env = {
-    DATABASE_URL: `postgres://postgres@127.0.0.1:5432/chat_${id}`,
-    NATS_PREFIX: id,
-    REDIS_PREFIX: `${id}:`,
-    METRICS_PORT: '0',
-    LOG_LEVEL: 'info',
-  };
+  const env = runEnv(id);
   afterAll(async () => {
     // Whatever a failed assertion left running is ended, so no later run meets it.
     for (const pid of servicePids(id)) process.kill(Number(pid), 'SIGKILL');

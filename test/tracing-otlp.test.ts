@@ -1,14 +1,12 @@
-import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { readdirSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DEV_JWT_SECRET, loadConfig } from '@chat/platform';
 import { api, newUser } from './helpers/client';
+import { allReady, freePort, runEnv, runStart, servicePids } from './helpers/processes';
 import { dropRunResources, runId } from './helpers/stack';
 import { connect } from './helpers/ws';
 
-const ROOT = new URL('..', import.meta.url).pathname;
 
 interface OtlpSpan {
   service: string;
@@ -44,56 +42,22 @@ function otlpReceiver(): Promise<{ server: Server; port: number; spans: OtlpSpan
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as AddressInfo).port, spans, requests: () => requests })));
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const SERVICES = ['conversations', 'messages', 'blocks', 'presence', 'notifications', 'gateway'];
-
 describe('OTLP export: with OTEL_EXPORTER_OTLP_ENDPOINT set, one send is one trace across the service processes', () => {
   const id = runId();
-  const env = {
-    DATABASE_URL: `postgres://postgres@127.0.0.1:5432/chat_${id}`,
-    NATS_PREFIX: id,
-    REDIS_PREFIX: `${id}:`,
-    METRICS_PORT: '0',
-    LOG_LEVEL: 'info',
-    JWT_SECRET: DEV_JWT_SECRET,
-    CONFIG_FILE: '/nonexistent',
-  };
+  const env = { ...runEnv(id), JWT_SECRET: DEV_JWT_SECRET };
   let collector: Awaited<ReturnType<typeof otlpReceiver>> | undefined;
   afterAll(async () => {
-    for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-      try {
-        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('main.ts') && readFileSync(`/proc/${pid}/environ`, 'utf8').includes(id)) process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
+    for (const pid of servicePids(id)) process.kill(Number(pid), 'SIGKILL');
     collector?.server.close();
-    await dropRunResources(loadConfig(env));
+    await dropRunResources(loadConfig({ ...env, CONFIG_FILE: '/nonexistent' }));
   });
 
   it('gateway, messages (with SQL), the consumers and the recipient socket write export spans of one trace, each under its own service.name', async () => {
     collector = await otlpReceiver();
     const port = await freePort();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
-      cwd: ROOT,
-      env: { ...process.env, ...env, PORT: String(port), OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.port}` },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => (out += String(d)));
-    child.stderr.on('data', (d) => (out += String(d)));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const deadline = Date.now() + 40_000;
-    while (!SERVICES.every((s) => new RegExp(`${s} ready`).test(out)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    expect(out).toMatch(/gateway ready/);
+    const run = runStart({ ...env, PORT: String(port), OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.port}` });
+    await allReady(run.output, 40_000);
+    expect(run.output()).toMatch(/gateway ready/);
 
     const client = api(`http://127.0.0.1:${port}`);
     const [alice, bob] = [await newUser('alice'), await newUser('bob')];
@@ -110,8 +74,8 @@ describe('OTLP export: with OTEL_EXPORTER_OTLP_ENDPOINT set, one send is one tra
     await bobSocket.close();
 
     // SIGTERM: each process flushes its batched spans on the way out.
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
 
     const spans = collector.spans;
     const http = spans.find((s) => s.service === 'gateway' && s.name === 'POST /api/chat/conversations/:conversationId/messages');
