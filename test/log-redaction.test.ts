@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '@chat/platform';
+import { createLogger, createRedis, redactUrl } from '@chat/platform';
 import { api, conversationPair, signToken } from './helpers/client';
 import { startStack, type Stack } from './helpers/stack';
 import { connect, tryUpgrade } from './helpers/ws';
@@ -74,5 +74,18 @@ describe('the redaction paths', () => {
     const text = capture.text;
     for (const s of ['t1', 't2', 't3', 't4', 't5', 't6', 'c1', 'c2', 'c3', 'c4', 'c5']) expect(text).not.toMatch(new RegExp(`"${s}"|Bearer ${s}`));
     expect(text.match(/\[redacted\]/g)!.length).toBeGreaterThanOrEqual(11);
+  });
+});
+
+describe('backing-server URLs in logs', () => {
+  it('never carry their password', async () => {
+    expect(redactUrl('redis://:s3cret-pass@cache:6379/0')).toBe('redis://:***@cache:6379/0');
+    expect(redactUrl('postgres://chat:s3cret-pass@db:5432/chat')).toBe('postgres://chat:***@db:5432/chat');
+    const capture = new Capture();
+    const redis = createRedis('redis://:s3cret-pass@127.0.0.1:1', 'x:', createLogger('unit', 'info', capture), 'unit', { failFast: true });
+    await expect.poll(() => capture.text).toContain('does not answer');
+    redis.disconnect();
+    expect(capture.text).not.toContain('s3cret-pass');
+    expect(capture.text).toContain('redis://:***@127.0.0.1:1');
   });
 });

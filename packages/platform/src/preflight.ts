@@ -9,7 +9,8 @@ export interface BackingServerFailure {
   howToStart: string;
 }
 
-const redactUrl = (url: string) => {
+/** A URL fit for a log line or an error message: its password replaced. */
+export const redactUrl = (url: string): string => {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';

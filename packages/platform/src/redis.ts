@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { redisDriver } from './drivers';
+import { redactUrl } from './preflight';
 import type { Logger } from './logger';
 
 export type { Redis };
@@ -20,7 +21,7 @@ export function createRedis(url: string, keyPrefix: string, log: Logger, name: s
   });
   let down = false;
   redis.on('error', (err) => {
-    if (!down) log.warn({ err: err.message }, `redis: ${url} does not answer`);
+    if (!down) log.warn({ err: err.message }, `redis: ${redactUrl(url)} does not answer`);
     down = true;
   });
   redis.on('ready', () => {

@@ -1,6 +1,6 @@
 import { loadConfig, type Config } from './config';
 import { createLogger, terminalDestination, type Logger } from './logger';
-import { checkBackingServers, describeFailure, type BackingServerFailure } from './preflight';
+import { checkBackingServers, describeFailure, redactUrl, type BackingServerFailure } from './preflight';
 import { exitOnSignals, type Stoppable } from './lifecycle';
 
 /**
@@ -26,7 +26,7 @@ export async function runMain(
   const telemetry = config.OTEL_EXPORTER_OTLP_ENDPOINT
     ? (await import('./telemetry')).startTelemetry(service, { endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT })
     : undefined;
-  if (telemetry) log.info({ endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT }, 'tracing: exporting spans over OTLP');
+  if (telemetry) log.info({ endpoint: redactUrl(config.OTEL_EXPORTER_OTLP_ENDPOINT!) }, 'tracing: exporting spans over OTLP');
   const failures = await checkBackingServers(config, needs);
   if (failures.length > 0) {
     for (const f of failures) process.stderr.write(`${service}: ${describeFailure(f)}\n`);
