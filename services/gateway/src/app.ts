@@ -138,11 +138,11 @@ export async function startGateway(config: Config, log: Logger) {
     app.notFound((c) => errorResponse(c, 'NOT_FOUND', 'no such route'));
     app.onError((err, c) => {
       if (isChatError(err)) {
-        if (err.code === 'SERVICE_UNAVAILABLE') log.warn({ requestId: c.get('requestId'), details: err.details }, err.message);
+        if (err.code === 'SERVICE_UNAVAILABLE') log.warn({ requestId: c.get('requestId'), userId: c.get('principal')?.id, details: err.details }, err.message);
         if (err.retryAfterMs !== undefined) c.header('Retry-After', String(Math.ceil(err.retryAfterMs / 1000)));
         return errorResponse(c, err.code, err.message, err.details);
       }
-      log.error({ err, requestId: c.get('requestId') }, 'unhandled error');
+      log.error({ err, requestId: c.get('requestId'), userId: c.get('principal')?.id }, 'unhandled error');
       return errorResponse(c, 'INTERNAL', 'internal error');
     });
 
