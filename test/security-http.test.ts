@@ -136,12 +136,13 @@ describe('IP denylist, proxies and the auth-failure ban', () => {
     expect((await from('192.0.2.51', good.token)).status).toBe(200); // five failures: at the limit, not past it
     expect((await tryUpgrade(g.port, { ticket: 'A'.repeat(43), headers: { 'x-forwarded-for': '192.0.2.51' } })).status).toBe(401); // the sixth
     const banned = await from('192.0.2.51', good.token);
-    expect(banned.status).toBe(429);
-    expect(banned.body.error.code).toBe('RATE_LIMITED');
+    expect(banned.status).toBe(403);
+    expect(banned.body.error.code).toBe('IP_BLOCKED');
     expect(Number(banned.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(Number(banned.headers.get('retry-after'))).toBeLessThanOrEqual(2);
     const up = await tryUpgrade(g.port, { token: good.token, headers: { 'x-forwarded-for': '192.0.2.51' } });
-    expect(up.status).toBe(429);
-    expect(up.body.error.code).toBe('RATE_LIMITED');
+    expect(up.status).toBe(403);
+    expect(up.body.error.code).toBe('IP_BLOCKED');
     // Other addresses are untouched.
     expect((await from('192.0.2.52', good.token)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 2100));

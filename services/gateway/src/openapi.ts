@@ -291,7 +291,9 @@ function errorResponses(codes: readonly ErrorCode[]): RouteConfig['responses'] {
     const schema = ErrorBody.extend({ error: ErrorBody.shape.error.extend({ code: z.enum(list as [ErrorCode, ...ErrorCode[]]) }) });
     out[status] = {
       description: list.join(', '),
-      ...(status === 429 ? { headers: { 'Retry-After': { description: 'seconds to wait', schema: { type: 'integer' } } } } : {}),
+      ...(status === 429 || list.includes('IP_BLOCKED')
+        ? { headers: { 'Retry-After': { description: status === 429 ? 'seconds to wait' : 'with IP_BLOCKED for failed authentications: seconds until the ban ends', schema: { type: 'integer' } } } }
+        : {}),
       content: { 'application/json': { schema } },
     };
   }

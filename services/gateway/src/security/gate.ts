@@ -2,7 +2,7 @@ import { ChatError } from '@chat/contracts';
 import { IpMatcher, type Config, type Logger } from '@chat/platform';
 import type { Principal, TokenVerifier } from '../auth';
 import { clientIp } from './client-ip';
-import { rateLimited, type RateLimits } from './rate-limits';
+import type { RateLimits } from './rate-limits';
 import type { WsTickets } from './tickets';
 
 export type Credential = { token: string } | { ticket: string } | undefined;
@@ -30,12 +30,20 @@ export class Gate {
     return clientIp(remoteAddress, Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor, this.trustProxy);
   }
 
-  /** IP_BLOCKED for a denied address; RATE_LIMITED while the address is banned for failed authentications. */
+  /**
+   * IP_BLOCKED for a denied address, and for one banned after too many failed
+   * authentications (SPEC 8 puts both under "refused"); the ban says when it
+   * ends, in Retry-After.
+   */
   async admit(ip: string): Promise<void> {
     if (this.denylist.size && this.denylist.matches(ip)) throw new ChatError('IP_BLOCKED', 'requests from this address are not accepted');
     const failures = await this.limits.authFailures.peek(ip);
-    if (failures && failures.consumed > this.limits.authFailures.points)
-      throw rateLimited('too many failed authentications from this address', failures.resetMs);
+    if (failures && failures.consumed > this.limits.authFailures.points) {
+      const retryAfterMs = Math.max(1, Math.ceil(failures.resetMs));
+      throw new ChatError('IP_BLOCKED', `too many failed authentications from this address: blocked for ${Math.ceil(retryAfterMs / 1000)} s`, undefined, {
+        retryAfterMs,
+      });
+    }
   }
 
   /**
