@@ -63,6 +63,8 @@ export const ConfigSchema = z
     WS_TICKET_TTL_MS: z.coerce.number().int().min(1000).max(300_000).default(30_000),
     /** Prometheus port of a non-gateway service; 0 picks a free port. Defaults per service (9101-9105). */
     METRICS_PORT: port.optional(),
+    /** Replicas of the JetStream streams (events, dead letters): 3 on a 3-node NATS cluster; at most the cluster's size. */
+    JETSTREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
     /** How long the gateway (and a service calling another) waits for a reply before 503. */
     REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
     DB_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),

@@ -19,50 +19,53 @@ const DAY_NS = 24 * 60 * 60 * 1_000_000_000;
 
 /**
  * The domain event stream `<PREFIX>_EVENTS` on `<prefix>.events.>`. Producer and
- * consumers both ensure it, so services may start in any order.
+ * consumers both ensure it, so services may start in any order. `replicas`
+ * (JETSTREAM_REPLICAS) applies to a new stream and raises or lowers an
+ * existing one, so a deployment moving to a NATS cluster only changes a setting.
  */
-export async function ensureEventStream(nc: NatsConnection, prefix: string): Promise<string> {
-  const jsm = await jetstreamManager(nc);
+export async function ensureEventStream(nc: NatsConnection, prefix: string, replicas = 1): Promise<string> {
   const name = eventStreamName(prefix);
-  const config = {
+  await ensureStream(nc, {
     name,
     subjects: [subjects(prefix).events.all],
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     max_age: 7 * DAY_NS,
     duplicate_window: 2 * 60 * 1_000_000_000,
-  };
-  try {
-    await jsm.streams.info(name);
-  } catch {
-    try {
-      await jsm.streams.add(config);
-    } catch (err) {
-      // Lost a creation race with another service: fine if it exists now.
-      await jsm.streams.info(name).catch(() => {
-        throw err;
-      });
-    }
-  }
+    num_replicas: replicas,
+  });
   return name;
 }
 
 /** Streams and names derived from the prefix; the dead-letter stream keeps what consumers gave up on. */
 export const deadLetterStreamName = (prefix: string) => `${prefix.toUpperCase()}_DEAD`;
 
-async function ensureDeadLetterStream(nc: NatsConnection, prefix: string): Promise<void> {
+function ensureDeadLetterStream(nc: NatsConnection, prefix: string, replicas: number): Promise<void> {
+  return ensureStream(nc, {
+    name: deadLetterStreamName(prefix),
+    subjects: [subjects(prefix).events.deadLetterAll],
+    storage: StorageType.File,
+    max_age: 30 * DAY_NS,
+    num_replicas: replicas,
+  });
+}
+
+type StreamSpec = Parameters<Awaited<ReturnType<typeof jetstreamManager>>['streams']['add']>[0] & { name: string; num_replicas: number };
+
+async function ensureStream(nc: NatsConnection, spec: StreamSpec): Promise<void> {
   const jsm = await jetstreamManager(nc);
-  const name = deadLetterStreamName(prefix);
+  const existing = await jsm.streams.info(spec.name).catch(() => undefined);
   try {
-    await jsm.streams.info(name);
-  } catch {
-    await jsm.streams
-      .add({ name, subjects: [subjects(prefix).events.deadLetterAll], storage: StorageType.File, max_age: 30 * DAY_NS })
-      .catch(async (err: unknown) => {
-        await jsm.streams.info(name).catch(() => {
-          throw err;
-        });
-      });
+    if (!existing) await jsm.streams.add(spec);
+    else if (existing.config.num_replicas !== spec.num_replicas) await jsm.streams.update(spec.name, { ...existing.config, num_replicas: spec.num_replicas });
+  } catch (err) {
+    // Another service won a creation race: fine if the stream is there now, with the replicas asked for.
+    const now = await jsm.streams.info(spec.name).catch(() => undefined);
+    if (now?.config.num_replicas === spec.num_replicas) return;
+    throw new Error(
+      `JetStream stream ${spec.name} with ${spec.num_replicas} replica(s): ${(err as Error).message} ` +
+        '(JETSTREAM_REPLICAS must not exceed the number of NATS servers with JetStream)',
+    );
   }
 }
 
@@ -87,6 +90,8 @@ export interface ConsumerOptions {
   registry?: Registry;
   /** The owning service, for its spans. */
   service?: string;
+  /** JETSTREAM_REPLICAS, for the streams this consumer ensures. */
+  replicas?: number;
 }
 
 /** One metric per registry, however many consumers a service runs. */
@@ -118,8 +123,8 @@ const pendingSources = new WeakMap<Registry, Map<string, () => Promise<number>>>
  * with a growing delay up to `maxDeliver` times; handlers must be idempotent.
  */
 export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Promise<{ stop(): Promise<void> }> {
-  const stream = await ensureEventStream(nc, opts.prefix);
-  await ensureDeadLetterStream(nc, opts.prefix);
+  const stream = await ensureEventStream(nc, opts.prefix, opts.replicas);
+  await ensureDeadLetterStream(nc, opts.prefix, opts.replicas ?? 1);
   const js = jetstream(nc);
   const deadSubject = subjects(opts.prefix).events.deadLetter(opts.durable);
   const jsm = await jetstreamManager(nc);

@@ -9,7 +9,7 @@ export function startBlocksService(config: Config, log: Logger) {
     description: 'who blocks whom',
     database: { schema: 'blocks', migrations: new URL('../migrations', import.meta.url) },
     setup: async ({ db, nc, bus, subjects, teardown, metrics }) => {
-      await ensureEventStream(nc, config.NATS_PREFIX);
+      await ensureEventStream(nc, config.NATS_PREFIX, config.JETSTREAM_REPLICAS);
       const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'blocks', log, metrics.registry);
       relay.start();
       teardown.add('outbox relay', () => relay.stop());

@@ -14,13 +14,13 @@ export function startConversationsService(config: Config, log: Logger) {
     description: 'conversations, participants and the users directory',
     database: { schema: 'conversations', migrations: new URL('../migrations', import.meta.url) },
     setup: async ({ db, nc, bus, subjects, teardown, metrics }) => {
-      await ensureEventStream(nc, config.NATS_PREFIX);
+      await ensureEventStream(nc, config.NATS_PREFIX, config.JETSTREAM_REPLICAS);
       const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'conversations', log, metrics.registry);
       relay.start();
       teardown.add('outbox relay', () => relay.stop());
       const { redis, requests } = openCache({ config, log, metrics, teardown }, 'conversations', 'list:*');
       const cache = new ListCache(redis, requests, log);
-      const projection = await startProjection(nc, db, config.NATS_PREFIX, log, (users) => cache.invalidate(users), metrics.registry);
+      const projection = await startProjection(nc, db, config.NATS_PREFIX, log, (users) => cache.invalidate(users), metrics.registry, config.JETSTREAM_REPLICAS);
       teardown.add('projection consumer', () => projection.stop());
       const service = new ConversationsService(db, bus, subjects, () => relay.kick(), cache);
       const warming = service.warm(WARM_USERS, log).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'cache warm-up failed'));

@@ -16,6 +16,7 @@ export async function startProjection(
   log: Logger,
   onChanged: (userIds: string[]) => Promise<void>,
   registry?: Registry,
+  replicas?: number,
 ) {
   const s = subjects(prefix).events;
   const repo = new ConversationsRepository(db);
@@ -25,6 +26,7 @@ export async function startProjection(
     filterSubject: s.messageEvents,
     log,
     registry,
+    replicas,
     service: 'conversations',
     handle: async (subject, data) => {
       if (subject !== s.messageCreated && subject !== s.messageRead) return;

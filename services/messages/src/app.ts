@@ -12,7 +12,7 @@ export function startMessagesService(config: Config, log: Logger) {
     description: 'messages, read markers, unread counters and their events',
     database: { schema: 'messages', migrations: new URL('../migrations', import.meta.url) },
     setup: async ({ db, nc, bus, subjects, teardown, metrics }) => {
-      await ensureEventStream(nc, config.NATS_PREFIX);
+      await ensureEventStream(nc, config.NATS_PREFIX, config.JETSTREAM_REPLICAS);
       const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'messages', log, metrics.registry);
       relay.start();
       // Registered before the endpoints' stop step, so it runs after it: the relay drains what the last requests wrote.

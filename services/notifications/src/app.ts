@@ -47,7 +47,7 @@ export function startNotificationsService(config: Config, log: Logger) {
         onStored: () => delivery?.kick(),
       });
       // Stopped before the worker (teardown runs in reverse), so no event is half-handled when it goes.
-      const consumer = await startNotificationConsumer(nc, config.NATS_PREFIX, notifier, log, metrics.registry);
+      const consumer = await startNotificationConsumer(nc, config.NATS_PREFIX, notifier, log, metrics.registry, config.JETSTREAM_REPLICAS);
       teardown.add('notifications consumer', () => consumer.stop());
 
       return [

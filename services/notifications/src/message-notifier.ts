@@ -109,7 +109,7 @@ export class MessageNotifier {
 }
 
 /** The durable consumer `notifications` on `<prefix>.events.message.created`. */
-export function startNotificationConsumer(nc: NatsConnection, prefix: string, notifier: MessageNotifier, log: Logger, registry?: Registry) {
+export function startNotificationConsumer(nc: NatsConnection, prefix: string, notifier: MessageNotifier, log: Logger, registry?: Registry, replicas?: number) {
   return runConsumer(nc, {
     prefix,
     durable: 'notifications',
@@ -117,6 +117,7 @@ export function startNotificationConsumer(nc: NatsConnection, prefix: string, no
     maxDeliver: MAX_DELIVER,
     log,
     registry,
+    replicas,
     service: 'notifications',
     handle: async (subject, data) => {
       const event = MessageCreatedEvent.safeParse(data);
