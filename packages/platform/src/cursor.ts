@@ -41,11 +41,11 @@ export function decodeCursor(raw: string): Cursor {
 function isRealInstant(at: string): boolean {
   const m = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:Z|[+-](\d{2}):?(\d{2})?)$/.exec(at);
   if (!m) return false;
-  const [y, mo, d, h, mi, s, oh = '0', om = '0'] = m.slice(1).map((x) => (x === undefined ? undefined : Number(x))) as number[];
-  if (y! < 1 || mo! < 1 || mo! > 12 || d! < 1 || h! > 23 || mi! > 59 || s! > 59 || Number(oh) > 15 || Number(om) > 59) return false;
-  const date = new Date(Date.UTC(y!, mo! - 1, d!));
-  date.setUTCFullYear(y!); // Date.UTC maps years 0-99 to 1900-1999
-  return date.getUTCMonth() === mo! - 1 && date.getUTCDate() === d!;
+  const [y, mo, d, h, mi, s, oh, om] = m.slice(1).map((x) => Number(x ?? 0)) as [number, number, number, number, number, number, number, number];
+  if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59 || oh > 15 || om > 59) return false;
+  const date = new Date(Date.UTC(y, mo - 1, d));
+  date.setUTCFullYear(y); // Date.UTC maps years 0-99 to 1900-1999
+  return date.getUTCMonth() === mo - 1 && date.getUTCDate() === d;
 }
 
 /** Fetch limit+1 rows; this trims the extra one and builds the page meta. */

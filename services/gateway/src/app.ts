@@ -10,7 +10,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isChatError, subjects, WsTicketSchema } from '@chat/contracts';
-import { BusClient, connectNats, createRedis, describeActiveSpan, redactUrl, redisReady, Teardown, type Config, type Logger } from '@chat/platform';
+import { BusClient, connectNats, createRedis, describeActiveSpan, redisReady, Teardown, type Config, type Logger } from '@chat/platform';
 import { bearerToken, createTokenVerifier } from './auth';
 import { Bus } from './bus';
 import { createGatewayMetrics } from './gateway-metrics';
@@ -49,7 +49,8 @@ export async function startGateway(config: Config, log: Logger) {
     // Rate limits, bans and tickets: the gateway's own key space in Redis.
     const redis = createRedis(config.REDIS_URL, `${config.REDIS_PREFIX}gateway:`, log, 'gateway', { failFast: true });
     teardown.add('redis', async () => void (await redis.quit().catch(() => redis.disconnect())));
-    if (!(await redisReady(redis))) log.warn(`redis: ${redactUrl(config.REDIS_URL)} does not answer; rate limits are per instance and tickets unavailable until it does`);
+    // Its commands fail while it connects: wait briefly. Down, it is said once (createRedis, RateLimits).
+    await redisReady(redis);
     const limits = new RateLimits(redis, config, log);
     const tickets = new WsTickets(redis, config.WS_TICKET_TTL_MS);
     const gate = new Gate(config, limits, verify, tickets, log);

@@ -14,6 +14,7 @@ export type Credential = { token: string } | { ticket: string } | undefined;
  */
 export class Gate {
   private readonly denylist: IpMatcher;
+  private readonly trustProxy: boolean;
 
   constructor(
     config: Pick<Config, 'IP_DENYLIST' | 'TRUST_PROXY'>,
@@ -21,9 +22,9 @@ export class Gate {
     private readonly verify: TokenVerifier,
     private readonly tickets: WsTickets,
     private readonly log: Logger,
-    private readonly trustProxy = config.TRUST_PROXY,
   ) {
     this.denylist = new IpMatcher(config.IP_DENYLIST);
+    this.trustProxy = config.TRUST_PROXY;
   }
 
   clientIp(remoteAddress: string | undefined, forwardedFor: string | string[] | undefined): string {

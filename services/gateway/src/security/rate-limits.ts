@@ -103,7 +103,7 @@ export class RateLimits {
     this.wsFrames = new Limit('ws-frames', config.RATE_LIMIT_WS_FRAMES_PER_MIN, undefined);
     let degraded = false;
     redis.on('error', () => {
-      if (!degraded) log.warn('rate limits: Redis is down, each gateway instance now limits on its own (per-instance memory)');
+      if (!degraded) log.warn('rate limits: Redis is down, each gateway instance now limits on its own; WebSocket tickets are unavailable');
       degraded = true;
     });
     redis.on('ready', () => {
