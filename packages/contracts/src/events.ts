@@ -41,6 +41,8 @@ export const BlockCreatedEvent = z.object({
   blockerId: UserIdSchema,
   blockedId: UserIdSchema,
   createdAt: z.string(),
+  /** The pair's change counter in the blocks service (absent in events written before it existed). */
+  version: z.number().int().min(0).optional(),
 });
 export type BlockCreatedEvent = z.infer<typeof BlockCreatedEvent>;
 
@@ -49,6 +51,7 @@ export const BlockRemovedEvent = z.object({
   blockerId: UserIdSchema,
   blockedId: UserIdSchema,
   removedAt: z.string(),
+  version: z.number().int().min(0).optional(),
 });
 export type BlockRemovedEvent = z.infer<typeof BlockRemovedEvent>;
 

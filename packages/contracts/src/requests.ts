@@ -1,6 +1,6 @@
 import { z } from './zod';
 import { ClientMessageIdSchema, ContentSchema } from './content';
-import { NotificationPreferencesSchema, UserIdSchema, UsernameSchema } from './dto';
+import { BlockStatusSchema, NotificationPreferencesSchema, UserIdSchema, UsernameSchema } from './dto';
 
 /**
  * Bodies of the request/reply subjects. `actor` is the authenticated caller,
@@ -35,6 +35,12 @@ export const SendMessageRequest = z.object({
   conversationId: Id,
   content: ContentSchema,
   clientMessageId: ClientMessageIdSchema.optional(),
+  /**
+   * Epoch ms after which the caller no longer waits for the answer: the send
+   * then writes nothing, so a timeout at the edge never commits behind the
+   * client's back.
+   */
+  deadline: z.number().int().positive().optional(),
 });
 export const ReadMessagesRequest = z.object({ ...Actor, conversationId: Id, messageId: Id.optional() });
 export const UnreadCountRequest = z.object({ ...Actor });
@@ -42,7 +48,25 @@ export const UnreadCountRequest = z.object({ ...Actor });
 export const BlockByUsernameRequest = z.object({ ...Actor, username: z.string().min(1).max(64) });
 export const ListBlocksRequest = z.object({ ...Actor, ...PageRequest });
 export const BlockStatusRequest = z.object({ userId: UserIdSchema, otherId: UserIdSchema });
+/** The blocks service pushing one pair's state to the messages service's replica (see block_replica). */
+export const ApplyBlockRequest = z.object({ blockerId: UserIdSchema, blockedId: UserIdSchema, blocked: z.boolean(), version: z.number().int().min(0) });
+export const BlockReplicaItem = ApplyBlockRequest;
+/** Every pair's state, in (blockerId, blockedId) order, to fill a replica the first time. */
+export const BlockReplicaPageRequest = z.object({
+  after: z.object({ blockerId: UserIdSchema, blockedId: UserIdSchema }).optional(),
+  limit: z.number().int().min(1).max(1000),
+});
+export const BlockReplicaPage = z.object({ items: z.array(BlockReplicaItem), hasMore: z.boolean() });
 export const BlockStatusManyRequest = z.object({ userId: UserIdSchema, otherIds: z.array(UserIdSchema).max(200) });
+/**
+ * Block status of many unrelated pairs at once (the notifications consumer's
+ * batch: each receiver with the sender of their message); the reply has one
+ * BlockStatus per pair, in the order asked.
+ */
+export const BlockStatusPairsRequest = z.object({
+  pairs: z.array(z.object({ userId: UserIdSchema, otherId: UserIdSchema })).max(200),
+});
+export const BlockStatusPairsReply = z.array(BlockStatusSchema);
 
 export const PresenceQueryRequest = z.object({ userIds: z.array(UserIdSchema).max(200) });
 /** Presence as one caller may see it: anyone in a block with the caller shows offline. */

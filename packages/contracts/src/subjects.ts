@@ -39,6 +39,7 @@ export function subjects(prefix: string) {
       unreadCount: rr('messages', 'unread-count'),
       events: rr('messages', 'events'),
       typing: rr('messages', 'typing'),
+      applyBlock: rr('messages', 'apply-block'),
     },
     blocks: {
       create: rr('blocks', 'create'),
@@ -47,6 +48,8 @@ export function subjects(prefix: string) {
       status: rr('blocks', 'status'),
       statusByUsername: rr('blocks', 'status-by-username'),
       statusMany: rr('blocks', 'status-many'),
+      statusPairs: rr('blocks', 'status-pairs'),
+      replicaPage: rr('blocks', 'replica-page'),
     },
     presence: {
       query: rr('presence', 'query'),

@@ -68,6 +68,8 @@ export const ConfigSchema = z
     /** How long the gateway (and a service calling another) waits for a reply before 503. */
     REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
     DB_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+    /** Sends one gateway lets wait on the messages service at once; past it a send is refused at once (503 with a retry hint). */
+    SEND_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(256),
     /** A connection not refreshed by its gateway's heartbeat for this long counts as gone (a gateway died). */
     PRESENCE_TTL_MS: z.coerce.number().int().min(1000).max(600_000).default(45_000),
     /** How often the presence service looks for connections whose TTL ran out. */

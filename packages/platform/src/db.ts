@@ -114,18 +114,3 @@ export async function migrate(url: string, schema: string, migrationsDir: URL, l
   });
   return applied.map((m) => m.name);
 }
-
-/**
- * Orders a block against the sends of the same pair of users, across the
- * blocks and messages services. Both own separate schemas in one database,
- * and PostgreSQL advisory locks are database-wide, so this is the one thing
- * the two share: the name of a lock, no data. A send holds the pair's lock
- * shared from its block check to its commit; creating a block takes it
- * exclusively. So a block's `201` comes only after every send that passed
- * its check has committed, and every send checking after that sees the block.
- */
-export async function lockUserPair(tx: Queryable, a: string, b: string, mode: 'shared' | 'exclusive'): Promise<void> {
-  const [low, high] = a < b ? [a, b] : [b, a];
-  const fn = mode === 'shared' ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock';
-  await tx.query(`SELECT ${fn}(hashtext('chat.user-pair'), hashtext($1))`, [JSON.stringify([low, high])]);
-}

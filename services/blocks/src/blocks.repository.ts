@@ -27,6 +27,36 @@ export class BlocksRepository {
     }
   }
 
+  /** Counts one more change of the pair and locks its row to the end of the transaction. */
+  async bumpVersion(blockerId: string, blockedId: string): Promise<number> {
+    const { rows } = await this.db.query<{ version: string }>(
+      `INSERT INTO pair_versions (blocker_id, blocked_id, version) VALUES ($1, $2, 1)
+       ON CONFLICT (blocker_id, blocked_id) DO UPDATE SET version = pair_versions.version + 1 RETURNING version`,
+      [blockerId, blockedId],
+    );
+    return Number(rows[0]!.version);
+  }
+
+  async pairState(blockerId: string, blockedId: string): Promise<{ blocked: boolean; version: number } | undefined> {
+    const { rows } = await this.db.query<{ version: string; blocked: boolean }>(
+      `SELECT v.version, EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = v.blocker_id AND b.blocked_id = v.blocked_id) AS blocked
+       FROM pair_versions v WHERE v.blocker_id = $1 AND v.blocked_id = $2`,
+      [blockerId, blockedId],
+    );
+    return rows[0] ? { blocked: rows[0].blocked, version: Number(rows[0].version) } : undefined;
+  }
+
+  async pairStates(after: { blockerId: string; blockedId: string } | undefined, limit: number) {
+    const { rows } = await this.db.query<{ blocker_id: string; blocked_id: string; version: string; blocked: boolean }>(
+      `SELECT v.blocker_id, v.blocked_id, v.version, b.id IS NOT NULL AS blocked
+       FROM pair_versions v LEFT JOIN blocks b ON b.blocker_id = v.blocker_id AND b.blocked_id = v.blocked_id
+       WHERE $1::text IS NULL OR (v.blocker_id, v.blocked_id) > ($1::text, $2::text)
+       ORDER BY v.blocker_id, v.blocked_id LIMIT $3`,
+      [after?.blockerId ?? null, after?.blockedId ?? null, limit],
+    );
+    return rows.map((r) => ({ blockerId: r.blocker_id, blockedId: r.blocked_id, blocked: r.blocked, version: Number(r.version) }));
+  }
+
   async delete(blockerId: string, blockedId: string): Promise<boolean> {
     const { rowCount } = await this.db.query('DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2', [blockerId, blockedId]);
     return (rowCount ?? 0) > 0;

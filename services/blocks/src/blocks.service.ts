@@ -1,5 +1,5 @@
-import { ChatError, EventType, idMap, UserSchema, type BlockCreatedEvent, type BlockRemovedEvent, type Block, type BlockStatus, type Page, type Subjects, type User } from '@chat/contracts';
-import { appendOutbox, decodeCursor, iso, lockUserPair, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
+import { ChatError, EventType, isChatError, idMap, UserSchema, type BlockCreatedEvent, type BlockRemovedEvent, type Block, type BlockStatus, type Page, type Subjects, type User } from '@chat/contracts';
+import { appendOutbox, decodeCursor, iso, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { z } from 'zod';
 import { BlocksRepository } from './blocks.repository';
 
@@ -9,6 +9,7 @@ export interface CallContext {
 }
 
 const Users = z.array(UserSchema);
+const Applied = z.object({ applied: z.boolean() });
 
 /** Blocks by username; users are resolved through the conversations service's directory. */
 export class BlocksService {
@@ -24,32 +25,76 @@ export class BlocksService {
     this.repo = new BlocksRepository(db);
   }
 
+  /**
+   * Stores the block, then pushes it to the messages service's replica and
+   * answers only once that is applied: no send is accepted after the 201.
+   * A push that fails answers 503 with the block stored; the block event
+   * repairs the replica, and a retried call (ALREADY_BLOCKED) pushes again.
+   */
   async block(actor: string, username: string, ctx: CallContext): Promise<Block> {
     const user = await this.findUser(username, ctx);
     if (user.id === actor) throw new ChatError('CANNOT_BLOCK_SELF', 'cannot block yourself');
-    const row = await withTransaction(this.db, async (tx) => {
-      // Waits for sends of this pair that already passed their block check (see lockUserPair).
-      await lockUserPair(tx, actor, user.id, 'exclusive');
-      const inserted = await new BlocksRepository(tx).insert(newId(), actor, user.id);
-      const event: BlockCreatedEvent = { eventId: newId(), blockId: inserted.id, blockerId: actor, blockedId: user.id, createdAt: iso(inserted.created_at) };
-      await appendOutbox(tx, event.eventId, EventType.blockCreated, event);
-      return inserted;
-    });
+    let row;
+    try {
+      row = await withTransaction(this.db, async (tx) => {
+        const repo = new BlocksRepository(tx);
+        const version = await repo.bumpVersion(actor, user.id);
+        const inserted = await repo.insert(newId(), actor, user.id);
+        const event: BlockCreatedEvent = { eventId: newId(), blockId: inserted.id, blockerId: actor, blockedId: user.id, createdAt: iso(inserted.created_at), version };
+        await appendOutbox(tx, event.eventId, EventType.blockCreated, event);
+        return { ...inserted, version };
+      });
+    } catch (err) {
+      if (isChatError(err) && err.code === 'ALREADY_BLOCKED') await this.pushCurrent(actor, user.id, ctx);
+      throw err;
+    }
     this.onCommitted();
+    await this.push({ blockerId: actor, blockedId: user.id, blocked: true, version: row.version }, ctx);
     ctx.log.info({ userId: actor, blockedId: user.id }, 'user blocked');
     return { id: row.id, user, createdAt: iso(row.created_at) };
   }
 
   async unblock(actor: string, username: string, ctx: CallContext): Promise<null> {
     const user = await this.findUser(username, ctx);
-    await withTransaction(this.db, async (tx) => {
-      if (!(await new BlocksRepository(tx).delete(actor, user.id))) throw new ChatError('NOT_BLOCKED', 'this user is not blocked');
-      const event: BlockRemovedEvent = { eventId: newId(), blockerId: actor, blockedId: user.id, removedAt: new Date().toISOString() };
-      await appendOutbox(tx, event.eventId, EventType.blockRemoved, event);
-    });
+    let version;
+    try {
+      version = await withTransaction(this.db, async (tx) => {
+        const repo = new BlocksRepository(tx);
+        const v = await repo.bumpVersion(actor, user.id);
+        if (!(await repo.delete(actor, user.id))) throw new ChatError('NOT_BLOCKED', 'this user is not blocked');
+        const event: BlockRemovedEvent = { eventId: newId(), blockerId: actor, blockedId: user.id, removedAt: new Date().toISOString(), version: v };
+        await appendOutbox(tx, event.eventId, EventType.blockRemoved, event);
+        return v;
+      });
+    } catch (err) {
+      if (isChatError(err) && err.code === 'NOT_BLOCKED') await this.pushCurrent(actor, user.id, ctx);
+      throw err;
+    }
     this.onCommitted();
+    await this.push({ blockerId: actor, blockedId: user.id, blocked: false, version }, ctx);
     ctx.log.info({ userId: actor, blockedId: user.id }, 'user unblocked');
     return null;
+  }
+
+  /** Pages of every pair's state, for a replica filling itself the first time. */
+  async replicaPage(after: { blockerId: string; blockedId: string } | undefined, limit: number) {
+    const rows = await this.repo.pairStates(after, limit + 1);
+    return { items: rows.slice(0, limit), hasMore: rows.length > limit };
+  }
+
+  private async push(change: { blockerId: string; blockedId: string; blocked: boolean; version: number }, ctx: CallContext): Promise<void> {
+    try {
+      await this.bus.request(this.subjects.messages.applyBlock, change, Applied, { requestId: ctx.requestId });
+    } catch (err) {
+      ctx.log.warn({ err: (err as Error).message, userId: change.blockerId }, 'block stored but not yet applied by messages');
+      throw new ChatError('SERVICE_UNAVAILABLE', 'blocks: the change is stored but the messages service did not confirm it; retry the call');
+    }
+  }
+
+  /** After a retry found nothing to change: make sure the replica has the pair's state (an earlier push may have failed). */
+  private async pushCurrent(blockerId: string, blockedId: string, ctx: CallContext): Promise<void> {
+    const state = await this.repo.pairState(blockerId, blockedId);
+    if (state) await this.push({ blockerId, blockedId, ...state }, ctx);
   }
 
   async list(actor: string, cursor: string | undefined, limit: number, ctx: CallContext): Promise<Page<Block>> {

@@ -1,4 +1,4 @@
-import { BlockByUsernameRequest, BlockStatusManyRequest, BlockStatusRequest, ListBlocksRequest, type Subjects } from '@chat/contracts';
+import { BlockByUsernameRequest, BlockReplicaPageRequest, BlockStatusManyRequest, BlockStatusRequest, ListBlocksRequest, type Subjects } from '@chat/contracts';
 import { endpoint, type EndpointDef } from '@chat/platform';
 import type { BlocksService } from './blocks.service';
 
@@ -10,5 +10,6 @@ export function blockEndpoints(s: Subjects['blocks'], service: BlocksService): E
     endpoint(s.status, BlockStatusRequest, (req) => service.status(req.userId, req.otherId)),
     endpoint(s.statusByUsername, BlockByUsernameRequest, (req, ctx) => service.statusByUsername(req.actor, req.username, ctx)),
     endpoint(s.statusMany, BlockStatusManyRequest, (req) => service.statusMany(req.userId, req.otherIds)),
+    endpoint(s.replicaPage, BlockReplicaPageRequest, (req) => service.replicaPage(req.after, req.limit)),
   ];
 }

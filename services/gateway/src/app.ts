@@ -13,6 +13,7 @@ import { isChatError, subjects, WsTicketSchema } from '@chat/contracts';
 import { BusClient, connectNats, createRedis, describeActiveSpan, redisReady, Teardown, type Config, type Logger } from '@chat/platform';
 import { bearerToken, createTokenVerifier } from './auth';
 import { Bus } from './bus';
+import { SendPath } from './send-path';
 import { createGatewayMetrics } from './gateway-metrics';
 import { checkQueryText, errorResponse, type GatewayEnv } from './http';
 import { checkReadiness } from './readiness';
@@ -44,6 +45,7 @@ export async function startGateway(config: Config, log: Logger) {
       metrics.natsRequest.observe({ subject: subject.split('.').slice(1).join('.') }, seconds),
     );
     const bus = new Bus(client, s);
+    const sends = new SendPath(client, s, config.SEND_MAX_IN_FLIGHT, config.REQUEST_TIMEOUT_MS, metrics);
     const verify = createTokenVerifier(config);
     const users = new UserSync(client, s);
     // Rate limits, bans and tickets: the gateway's own key space in Redis.
@@ -129,7 +131,7 @@ export async function startGateway(config: Config, log: Logger) {
     api.post('/ws-ticket', async (c) => c.json({ data: WsTicketSchema.parse(await tickets.issue(c.get('principal'))) }));
     api.route('/conversations', conversationRoutes(bus, limits));
     api.route('/blocks', blockRoutes(bus));
-    api.route('/', messageRoutes(bus, limits, () => metrics.messagesTotal.inc()));
+    api.route('/', messageRoutes(bus, limits, sends));
     api.route('/', accountRoutes(bus));
     api.route('/', eventRoutes(bus));
     // Before the API's authentication: the document and its reference page are public (SPEC 3).
@@ -166,6 +168,7 @@ export async function startGateway(config: Config, log: Logger) {
         hardBufferBytes: config.WS_HARD_BUFFER_BYTES,
         presenceHeartbeatMs: Math.max(250, Math.floor(config.PRESENCE_TTL_MS / 3)),
         rates: limits,
+        sends,
       },
       metrics,
       log,

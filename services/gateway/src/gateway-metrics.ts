@@ -39,6 +39,11 @@ export function createGatewayMetrics() {
       buckets: LATENCY_BUCKETS,
       registers,
     }),
+    sendsShed: new Counter({
+      name: 'chat_sends_shed_total',
+      help: 'Sends refused at once with SERVICE_UNAVAILABLE because SEND_MAX_IN_FLIGHT sends were already waiting',
+      registers,
+    }),
     messagesTotal: new Counter({
       name: 'chat_messages_total',
       help: 'Messages accepted (new messages only, not idempotent repeats)',

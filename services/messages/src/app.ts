@@ -1,6 +1,8 @@
 import { EphemeralEventType } from '@chat/contracts';
 import { ensureEventStream, injectTrace, openCache, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { EventLog } from './event-log';
+import { startBlockReplicaConsumer, syncBlockReplica } from './block-replica';
+import { MessagesRepository } from './messages.repository';
 import { messageEndpoints } from './handlers';
 import { MessagesService } from './messages.service';
 import { UnreadCache } from './unread-cache';
@@ -36,6 +38,12 @@ export function startMessagesService(config: Config, log: Logger) {
         () => replyBudget(nc),
         unreadCache,
       );
+      let stopping = false;
+      teardown.add('block replica sync', async () => void (stopping = true));
+      const repo = new MessagesRepository(db);
+      const replicaConsumer = await startBlockReplicaConsumer(nc, repo, config.NATS_PREFIX, log, metrics.registry, config.JETSTREAM_REPLICAS);
+      teardown.add('block replica consumer', () => replicaConsumer.stop());
+      await syncBlockReplica(repo, bus, subjects, log, () => stopping);
       const warming = service
         .warmUnread(1000)
         .then((n) => log.info({ users: n }, 'unread cache warmed'))

@@ -1,4 +1,4 @@
-import { EventsRequest, GetMessageRequest, ListMessagesRequest, ReadMessagesRequest, SendMessageRequest, TypingRequest, UnreadCountRequest, type Subjects } from '@chat/contracts';
+import { ApplyBlockRequest, EventsRequest, GetMessageRequest, ListMessagesRequest, ReadMessagesRequest, SendMessageRequest, TypingRequest, UnreadCountRequest, type Subjects } from '@chat/contracts';
 import { endpoint, type EndpointDef } from '@chat/platform';
 import type { MessagesService } from './messages.service';
 import type { EventLog } from './event-log';
@@ -12,5 +12,6 @@ export function messageEndpoints(s: Subjects['messages'], service: MessagesServi
     endpoint(s.unreadCount, UnreadCountRequest, (req) => service.unreadCount(req.actor)),
     endpoint(s.events, EventsRequest, (req) => log.after(req.actor, req.since, req.limit)),
     endpoint(s.typing, TypingRequest, (req, ctx) => service.typing(req.actor, req.conversationId, req.isTyping, ctx)),
+    endpoint(s.applyBlock, ApplyBlockRequest, (req) => service.applyBlock(req)),
   ];
 }

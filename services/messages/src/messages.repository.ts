@@ -1,5 +1,12 @@
 import type { Message } from '@chat/contracts';
-import { iso, type Cursor, type Queryable } from '@chat/platform';
+import { iso, pgDriver, type Cursor, type Queryable } from '@chat/platform';
+import type { UserEvent } from './events.repository';
+
+/** What send_message (migration 004) answers. */
+export type SendResult =
+  | { status: 'created'; message: Message; events: UserEvent[] }
+  | { status: 'existing'; message: Message }
+  | { status: 'unknown' | 'not_found' | 'blocked' | 'expired' };
 
 export interface MessageRow {
   id: string;
@@ -37,6 +44,60 @@ const COLUMNS = 'id, conversation_id, sender_id, content, client_message_id, cre
 export class MessagesRepository {
   constructor(private readonly db: Queryable) {}
 
+  /**
+   * A whole send in one round trip (see send_message): with no network call
+   * inside, the pair's lock and the conversation's row lock are held only
+   * for the statement's own time.
+   */
+  async send(
+    m: { conversationId: string; actor: string; content: string; clientMessageId?: string | undefined; deadline?: number | undefined },
+    messageId: string,
+    eventId: string,
+    trace: Record<string, string> | null,
+  ): Promise<SendResult> {
+    try {
+      const { rows } = await this.db.query<{ r: SendResult }>('SELECT send_message($1, $2, $3, $4, $5, $6, $7, $8) AS r', [
+        messageId,
+        m.conversationId,
+        m.actor,
+        m.content,
+        m.clientMessageId ?? null,
+        eventId,
+        trace === null ? null : JSON.stringify(trace),
+        m.deadline === undefined ? null : new Date(m.deadline),
+      ]);
+      return rows[0]!.r;
+    } catch (err) {
+      // Raised (and so rolled back) when lock waits took the send past its deadline.
+      if (err instanceof pgDriver().DatabaseError && err.hint === 'chat:expired') return { status: 'expired' };
+      throw err;
+    }
+  }
+
+  /** Whether either user blocks the other, from this service's replica of blocks. */
+  async blockedBetween(a: string, b: string): Promise<boolean> {
+    const { rows } = await this.db.query(
+      'SELECT 1 FROM block_replica WHERE blocked AND ((blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1))',
+      [a, b],
+    );
+    return rows.length > 0;
+  }
+
+  /** Applies one pair's state unless a newer version is there; true when it changed the replica. */
+  async applyBlock(c: { blockerId: string; blockedId: string; blocked: boolean; version: number }): Promise<boolean> {
+    const { rows } = await this.db.query<{ applied: boolean }>('SELECT apply_block($1, $2, $3, $4) AS applied', [c.blockerId, c.blockedId, c.blocked, c.version]);
+    return rows[0]!.applied;
+  }
+
+  async isReplicaSynced(name: string): Promise<boolean> {
+    const { rows } = await this.db.query('SELECT 1 FROM replica_sync WHERE name = $1', [name]);
+    return rows.length > 0;
+  }
+
+  async markReplicaSynced(name: string): Promise<void> {
+    await this.db.query('INSERT INTO replica_sync (name, synced_at) VALUES ($1, clock_timestamp()) ON CONFLICT (name) DO NOTHING', [name]);
+  }
+
   async findConversation(id: string): Promise<ConversationRow | undefined> {
     const { rows } = await this.db.query<ConversationRow>('SELECT * FROM conversations WHERE id = $1', [id]);
     return rows[0];
@@ -57,46 +118,9 @@ export class MessagesRepository {
     return rows[0]!;
   }
 
-  async findByClientId(conversationId: string, senderId: string, clientMessageId: string): Promise<MessageRow | undefined> {
-    const { rows } = await this.db.query<MessageRow>(
-      `SELECT ${COLUMNS} FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_message_id = $3`,
-      [conversationId, senderId, clientMessageId],
-    );
-    return rows[0];
-  }
-
-  /**
-   * Inserts at a time strictly after the conversation's last message, so the
-   * (created_at, id) order is the commit order even if clocks step back.
-   * Returns nothing when the clientMessageId was taken by a concurrent send.
-   */
-  async insert(m: { id: string; conversationId: string; senderId: string; content: string; clientMessageId: string | null }): Promise<MessageRow | undefined> {
-    const { rows } = await this.db.query<MessageRow>(
-      `INSERT INTO messages (id, conversation_id, sender_id, content, client_message_id, created_at)
-       SELECT $1, $2, $3, $4, $5, GREATEST(clock_timestamp(), c.last_message_at + interval '1 microsecond')
-       FROM conversations c WHERE c.id = $2
-       ON CONFLICT ON CONSTRAINT messages_client_message_id_unique DO NOTHING
-       RETURNING ${COLUMNS}`,
-      [m.id, m.conversationId, m.senderId, m.content, m.clientMessageId],
-    );
-    return rows[0];
-  }
-
-  async recordLastMessage(conversationId: string, id: string, at: Date): Promise<number> {
-    const { rows } = await this.db.query<{ version: string }>(
-      `UPDATE conversations SET last_message_id = $2, last_message_at = $3, version = version + 1 WHERE id = $1 RETURNING version`,
-      [conversationId, id, at],
-    );
-    return Number(rows[0]!.version);
-  }
-
   async bumpVersion(conversationId: string): Promise<number> {
     const { rows } = await this.db.query<{ version: string }>('UPDATE conversations SET version = version + 1 WHERE id = $1 RETURNING version', [conversationId]);
     return Number(rows[0]!.version);
-  }
-
-  async incrementUnread(conversationId: string, userId: string): Promise<void> {
-    await this.db.query('UPDATE participants SET unread_count = unread_count + 1 WHERE conversation_id = $1 AND user_id = $2', [conversationId, userId]);
   }
 
   async unreadCounts(conversationId: string): Promise<Array<{ userId: string; count: number }>> {

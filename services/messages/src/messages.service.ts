@@ -1,20 +1,18 @@
 import {
-  BlockStatusSchema,
   ChatError,
   EventType,
   ParticipantsReply,
   type Message,
-  type MessageCreatedEvent,
   type MessageReadEvent,
   type Page,
   type ReadResult,
   type Subjects,
   type UnreadCount,
 } from '@chat/contracts';
-import { appendOutbox, countFitting, decodeCursor, iso, isUuid, lockUserPair, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
+import { appendOutbox, countFitting, decodeCursor, iso, isUuid, newId, toPage, traceCarrier, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { MessagesRepository, toMessage, type ConversationRow } from './messages.repository';
 import { type UserEvent } from './events.repository';
-import { readEvents, sendEvents } from './user-events';
+import { readEvents } from './user-events';
 import type { UnreadCache } from './unread-cache';
 
 export interface CallContext {
@@ -27,7 +25,11 @@ export interface SendInput {
   conversationId: string;
   content: string;
   clientMessageId?: string | undefined;
+  deadline?: number | undefined;
 }
+
+/** Not a participant and not existing answer alike, so ids cannot be probed. */
+const notFound = () => new ChatError('CONVERSATION_NOT_FOUND', 'conversation not found');
 
 /**
  * Messages, read markers and unread counters: all three change in the one
@@ -51,49 +53,29 @@ export class MessagesService {
   }
 
   async send(input: SendInput, ctx: CallContext): Promise<{ message: Message; created: boolean }> {
-    const conv = await this.membership(input.actor, input.conversationId, ctx);
-    const clientId = input.clientMessageId ?? null;
-    if (clientId !== null) {
-      const existing = await this.repo.findByClientId(conv.id, input.actor, clientId);
-      if (existing) return { message: this.replayed(existing, input.content), created: false };
+    if (!isUuid(input.conversationId)) throw notFound();
+    const expired = () => new ChatError('SERVICE_UNAVAILABLE', 'messages: the send waited past its deadline and was not stored; retry with the same clientMessageId');
+    if (input.deadline !== undefined && Date.now() > input.deadline) throw expired();
+    let result = await this.repo.send(input, newId(), newId(), traceCarrier());
+    if (result.status === 'unknown') {
+      await this.learnConversation(input.conversationId, ctx);
+      result = await this.repo.send(input, newId(), newId(), traceCarrier());
     }
-    const other = conv.user_a === input.actor ? conv.user_b : conv.user_a;
-
-    const outcome = await withTransaction(this.db, async (tx) => {
-      // Checked here, not only at the edge, so no path around it exists; and
-      // under the pair's lock, so a block racing this send is ordered with it:
-      // either this send commits before the block's 201, or it sees the block.
-      await lockUserPair(tx, input.actor, other, 'shared');
-      const status = await this.bus.request(this.subjects.blocks.status, { userId: input.actor, otherId: other }, BlockStatusSchema, {
-        requestId: ctx.requestId,
-      });
-      if (status.blockedByMe || status.blockedByThem) throw new ChatError('BLOCKED', 'messages cannot be sent while either user blocks the other');
-      const repo = new MessagesRepository(tx);
-      await repo.lockConversation(conv.id);
-      const row = await repo.insert({ id: newId(), conversationId: conv.id, senderId: input.actor, content: input.content, clientMessageId: clientId });
-      if (!row) return undefined; // a concurrent send took this clientMessageId first
-      await repo.incrementUnread(conv.id, other);
-      const version = await repo.recordLastMessage(conv.id, row.id, row.created_at);
-      const message = toMessage(row);
-      const userEvents = await sendEvents(tx, message, other);
-      const event: MessageCreatedEvent = {
-        eventId: newId(),
-        conversationId: conv.id,
-        version,
-        lastMessage: message,
-        unread: await repo.unreadCounts(conv.id),
-        message,
-      };
-      await appendOutbox(tx, event.eventId, EventType.messageCreated, event);
-      return { message, userEvents };
-    });
-    if (!outcome) {
-      const existing = await this.repo.findByClientId(conv.id, input.actor, clientId!);
-      return { message: this.replayed(existing!, input.content), created: false };
+    switch (result.status) {
+      case 'unknown':
+      case 'not_found':
+        throw notFound();
+      case 'blocked':
+        throw new ChatError('BLOCKED', 'messages cannot be sent while either user blocks the other');
+      case 'expired':
+        throw expired();
+      case 'existing':
+        return { message: this.replayed(result.message, input.content), created: false };
+      case 'created':
+        await this.onCommitted(result.events);
+        ctx.log.debug({ conversationId: input.conversationId, messageId: result.message.id, userId: input.actor }, 'message sent');
+        return { message: result.message, created: true };
     }
-    await this.onCommitted(outcome.userEvents);
-    ctx.log.info({ conversationId: conv.id, messageId: outcome.message.id, userId: input.actor }, 'message sent');
-    return { message: outcome.message, created: true };
   }
 
   async read(actor: string, conversationId: string, messageId: string | undefined, ctx: CallContext): Promise<ReadResult> {
@@ -161,8 +143,7 @@ export class MessagesService {
   async typing(actor: string, conversationId: string, isTyping: boolean, ctx: CallContext): Promise<Record<string, never>> {
     const conv = await this.membership(actor, conversationId, ctx);
     const other = conv.user_a === actor ? conv.user_b : conv.user_a;
-    const status = await this.bus.request(this.subjects.blocks.status, { userId: actor, otherId: other }, BlockStatusSchema, { requestId: ctx.requestId });
-    if (!status.blockedByMe && !status.blockedByThem) this.onTyping(other, { conversationId: conv.id, userId: actor, isTyping });
+    if (!(await this.repo.blockedBetween(actor, other))) this.onTyping(other, { conversationId: conv.id, userId: actor, isTyping });
     return {};
   }
 
@@ -183,10 +164,27 @@ export class MessagesService {
   }
 
   /** The repeat of a send: the original when the content matches (after trimming), else a conflict. */
-  private replayed(existing: Parameters<typeof toMessage>[0], content: string): Message {
+  private replayed(existing: Message, content: string): Message {
     if (existing.content !== content)
       throw new ChatError('IDEMPOTENCY_CONFLICT', 'this clientMessageId was already used with other content');
-    return toMessage(existing);
+    return existing;
+  }
+
+  /** The blocks service's push of one pair's state: applied once every send that passed its check has committed. */
+  async applyBlock(change: { blockerId: string; blockedId: string; blocked: boolean; version: number }): Promise<{ applied: boolean }> {
+    return { applied: await this.repo.applyBlock(change) };
+  }
+
+  /** Participants are learnt once from the conversations service (they never change in a 1:1 chat). */
+  private async learnConversation(conversationId: string, ctx: CallContext): Promise<void> {
+    let reply;
+    try {
+      reply = await this.bus.request(this.subjects.conversations.participants, { conversationId }, ParticipantsReply, { requestId: ctx.requestId });
+    } catch (err) {
+      if (err instanceof ChatError && err.code === 'CONVERSATION_NOT_FOUND') throw notFound();
+      throw err;
+    }
+    await this.repo.insertConversation(conversationId, reply.userIds[0], reply.userIds[1]);
   }
 
   /**
@@ -195,18 +193,10 @@ export class MessagesService {
    * Not a participant and not existing answer alike, so ids cannot be probed.
    */
   private async membership(actor: string, conversationId: string, ctx: CallContext): Promise<ConversationRow> {
-    const notFound = () => new ChatError('CONVERSATION_NOT_FOUND', 'conversation not found');
     if (!isUuid(conversationId)) throw notFound();
     let conv = await this.repo.findConversation(conversationId);
     if (!conv) {
-      let reply;
-      try {
-        reply = await this.bus.request(this.subjects.conversations.participants, { conversationId }, ParticipantsReply, { requestId: ctx.requestId });
-      } catch (err) {
-        if (err instanceof ChatError && err.code === 'CONVERSATION_NOT_FOUND') throw notFound();
-        throw err;
-      }
-      await this.repo.insertConversation(conversationId, reply.userIds[0], reply.userIds[1]);
+      await this.learnConversation(conversationId, ctx);
       conv = await this.repo.findConversation(conversationId);
     }
     if (!conv || (conv.user_a !== actor && conv.user_b !== actor)) throw notFound();

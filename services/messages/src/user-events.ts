@@ -1,4 +1,4 @@
-import { DurableEventType, type Message } from '@chat/contracts';
+import { DurableEventType } from '@chat/contracts';
 import type { Queryable } from '@chat/platform';
 import { EventsRepository, type PendingEvent, type UserEvent } from './events.repository';
 import { MessagesRepository, type ConversationRow } from './messages.repository';
@@ -27,23 +27,6 @@ async function append(tx: Queryable, pending: PendingEvent[], payloadsAfterLock:
 
 async function unreadUpdated(tx: Queryable, conversationId: string, userId: string, conversationUnread: number) {
   return { total: await new MessagesRepository(tx).unreadTotal(userId), conversationId, conversationUnread };
-}
-
-export async function sendEvents(tx: Queryable, message: Message, recipientId: string): Promise<UserEvent[]> {
-  const unread: PendingEvent = { userId: recipientId, type: DurableEventType.unreadUpdated, payload: {} };
-  return append(
-    tx,
-    [
-      { userId: message.senderId, type: DurableEventType.messageNew, payload: { message } },
-      { userId: recipientId, type: DurableEventType.messageNew, payload: { message } },
-      unread,
-    ],
-    async () => {
-      const counts = await new MessagesRepository(tx).unreadCounts(message.conversationId);
-      const mine = counts.find((c) => c.userId === recipientId)?.count ?? 0;
-      unread.payload = await unreadUpdated(tx, message.conversationId, recipientId, mine);
-    },
-  );
 }
 
 export async function readEvents(

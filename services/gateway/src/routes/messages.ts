@@ -1,14 +1,13 @@
 import { Hono } from 'hono';
 import { MessageSchema, PageQuery, ReadBody, ReadResultSchema, SendMessageBody, pageOf } from '@chat/contracts';
-import { z } from 'zod';
 import type { Bus } from '../bus';
 import { jsonBody, parseOrThrow, pathId, quotaHeaders, type GatewayEnv } from '../http';
 import { rateLimited, type RateLimits } from '../security/rate-limits';
+import type { SendPath } from '../send-path';
 
-const Sent = z.object({ message: MessageSchema, created: z.boolean() });
 
 /** Message routes under /conversations/:conversationId and /messages. */
-export function messageRoutes(bus: Bus, limits: RateLimits, onAccepted: () => void) {
+export function messageRoutes(bus: Bus, limits: RateLimits, sends: SendPath) {
   const app = new Hono<GatewayEnv>();
 
   app.get('/conversations/:conversationId/messages', async (c) => {
@@ -29,8 +28,7 @@ export function messageRoutes(bus: Bus, limits: RateLimits, onAccepted: () => vo
     const quota = await limits.send.consume(c.get('principal').id);
     quotaHeaders(c, quota);
     if (!quota.allowed) throw rateLimited('message sends', quota.resetMs);
-    const r = await bus.call(c, bus.s.messages.send, { conversationId, ...body }, Sent);
-    if (r.created) onAccepted();
+    const r = await sends.send({ actor: c.get('principal').id, conversationId, ...body }, c.get('requestId'));
     return c.json({ data: r.message }, r.created ? 201 : 200);
   });
 

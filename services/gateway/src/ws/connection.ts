@@ -5,7 +5,6 @@ import {
   EventsReply,
   findUnstorableText,
   issuesToDetails,
-  MessageSchema,
   ReadResultSchema,
   TYPING_TIMEOUT_MS,
   TypingPayload,
@@ -19,8 +18,11 @@ import { z } from 'zod';
 import type { Principal } from '../auth';
 import type { GatewayMetrics } from '../gateway-metrics';
 import { rateLimited, type RateLimits } from '../security/rate-limits';
+import type { SendPath } from '../send-path';
 
 export interface ConnectionLimits {
+  /** Sends go through the gateway's one admission point, shared with REST. */
+  sends: SendPath;
   heartbeatMs: number;
   softBufferBytes: number;
   hardBufferBytes: number;
@@ -30,7 +32,6 @@ export interface ConnectionLimits {
 /** A connection still sending after this many times its frame limit in one window is cut off (SPEC 6). */
 const FRAME_FLOOD_FACTOR = 10;
 
-const Sent = z.object({ message: MessageSchema, created: z.boolean() });
 const REPLAY_PAGE = 500;
 
 /**
@@ -184,8 +185,7 @@ export class ClientConnection {
     switch (frame.type) {
       case 'message.send': {
         await this.limits.rates.send.take(this.principal.id);
-        const r = await this.bus.request(this.s.messages.send, { ...actor, ...frame.payload }, Sent);
-        if (r.created) this.metrics.messagesTotal.inc();
+        const r = await this.limits.sends.send({ ...actor, ...frame.payload });
         return { message: r.message };
       }
       case 'message.read':

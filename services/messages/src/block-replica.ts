@@ -1,0 +1,61 @@
+import { BlockCreatedEvent, BlockRemovedEvent, BlockReplicaPage, subjects, type Subjects } from '@chat/contracts';
+import { PoisonEventError, runConsumer, type BusClient, type Logger, type NatsConnection } from '@chat/platform';
+import type { Registry } from 'prom-client';
+import type { MessagesRepository } from './messages.repository';
+
+const REPLICA = 'blocks';
+const PAGE = 1000;
+const RETRY_MS = 1000;
+
+/**
+ * Fills this service's replica of blocks from the blocks service the first
+ * time (an existing deployment has blocks older than the event stream
+ * keeps), then leaves it to the pushes and the event consumer. Sends wait
+ * for it: the service registers its endpoints only after this resolves.
+ */
+export async function syncBlockReplica(repo: MessagesRepository, bus: BusClient, s: Subjects, log: Logger, stopping: () => boolean): Promise<void> {
+  if (await repo.isReplicaSynced(REPLICA)) return;
+  let after: { blockerId: string; blockedId: string } | undefined;
+  let pairs = 0;
+  for (let attempt = 1; !stopping(); ) {
+    try {
+      const page = await bus.request(s.blocks.replicaPage, { limit: PAGE, ...(after ? { after } : {}) }, BlockReplicaPage);
+      for (const item of page.items) await repo.applyBlock(item);
+      pairs += page.items.length;
+      const last = page.items.at(-1);
+      if (last) after = { blockerId: last.blockerId, blockedId: last.blockedId };
+      if (!page.hasMore) break;
+    } catch (err) {
+      if (attempt++ % 10 === 1) log.warn({ err: (err as Error).message }, 'block replica: waiting for the blocks service to fill it');
+      await new Promise((r) => setTimeout(r, RETRY_MS));
+    }
+  }
+  if (stopping()) return;
+  await repo.markReplicaSynced(REPLICA);
+  log.info({ pairs }, 'block replica filled from the blocks service');
+}
+
+/**
+ * Repairs the replica from the durable block events: a push the blocks
+ * service could not deliver (this service was away) arrives this way. The
+ * pair's version makes a late or repeated event harmless.
+ */
+export function startBlockReplicaConsumer(nc: NatsConnection, repo: MessagesRepository, prefix: string, log: Logger, registry?: Registry, replicas?: number) {
+  const s = subjects(prefix).events;
+  return runConsumer(nc, {
+    prefix,
+    durable: 'messages-block-replica',
+    filterSubject: s.blockEvents,
+    log,
+    registry,
+    replicas,
+    service: 'messages',
+    handle: async (subject, data) => {
+      const created = subject.endsWith('.block.created');
+      const parsed = (created ? BlockCreatedEvent : BlockRemovedEvent).safeParse(data);
+      if (!parsed.success) throw new PoisonEventError(`${subject} does not match its contract`);
+      const { blockerId, blockedId, version } = parsed.data;
+      await repo.applyBlock({ blockerId, blockedId, blocked: created, version: version ?? 0 });
+    },
+  });
+}
