@@ -2,19 +2,53 @@ import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
 import { loadConfig } from '@chat/platform';
 import { wsConnections, wsLatency } from './bench-ws';
+import { listOpenLoop, listOpenTable, tableNotes, wsOpenLoop, wsOpenTable, type Target, type WsOpenResult } from './bench-open';
 
 /**
- * npm run bench -- [--url http://localhost:8080] [--seconds 15] [--concurrency 16] [--users 20]
+ * npm run bench -- [--mode rest|ws-open|list-open[,…]] [--url http://localhost:8080] [options below]
  *
- * Drives the running system over REST with a read-heavy mix for a bounded
- * time, then prints p50/p95/p99 per route, messages per second and errors.
- * Needs `npm start` running with the same JWT_SECRET, and with the rate
- * limits raised (a load test is many sends per user; SPEC's 30 a minute would
- * make it a test of the limiter):
- *   RATE_LIMIT_SEND_PER_MIN=1000000 RATE_LIMIT_WS_FRAMES_PER_MIN=1000000 npm start
+ * Drives the running system and prints latency percentiles. Needs `npm start`
+ * running with the same JWT_SECRET (the bench signs its own users' tokens),
+ * and with the rate limits raised: a load test is many sends and
+ * conversations per user, and SPEC's defaults (30 sends, 10 creations, 120
+ * frames a minute) would make it a test of the limiter:
+ *   RATE_LIMIT_SEND_PER_MIN=1000000 RATE_LIMIT_WS_FRAMES_PER_MIN=1000000 \
+ *   RATE_LIMIT_CREATE_CONVERSATION_PER_MIN=1000000 npm start
+ * Every mode detects RATE_LIMITED answers and says so loudly.
+ *
+ * --mode rest (the default): closed loop. --concurrency workers each send their
+ *   next request when the last one is answered, for --seconds (15), over
+ *   --users (20) users, with --mix read-heavy|write-heavy; p50/p95/p99 per route.
+ *   Then --connections (2000) sockets held by one gateway, and WebSocket
+ *   send→receive latency between two users at --ws-rate (20) msg/s for
+ *   --ws-seconds (10).
+ *
+ * --mode ws-open: open loop over WebSockets (the method of
+ *   ../shared/perf/spec-load.mjs). Per rate in --ws-rates (msg/s in total,
+ *   default 500; e.g. 100,500,1000): --pairs (200) pairs of fresh users
+ *   (2 sockets each), each pair's conversation opened with GET
+ *   /conversations/with/:username, then every user sends message.send from its
+ *   own timer at rate/(2×pairs) per second, random phase, never waiting on an
+ *   ack. --warmup (5 s) unmeasured, --window (10 s) measured, --drain (3 s) for
+ *   late acks and deliveries. One row per rate: ack and delivery (send →
+ *   message.new on the recipient's socket) p50/p95/p99/max in ms, sent/s,
+ *   delivered/s, failures by error code, unacked, undelivered, and the whole
+ *   machine's busy CPU (/proc/stat) per message sent in the window.
+ *     npm run bench -- --mode ws-open --ws-rates 100,500,1000
+ *
+ * --mode list-open: open loop over GET /conversations. --list-users (100)
+ *   users with --list-conversations (20) conversations each and
+ *   --list-messages (1) message in each, set up once; then per rate in
+ *   --list-rate (requests/s in total, default 200; several: 100,200,400) each
+ *   user asks on its own timer, whatever the answers; same --warmup, --window
+ *   and --drain. One row per rate: p50/p95/p99/max, achieved rate, errors.
+ *     npm run bench -- --mode list-open --list-rate 200
+ *
+ * Open-loop tables go to stdout, progress and warnings to stderr.
  */
 const { values } = parseArgs({
   options: {
+    mode: { type: 'string', default: 'rest' },
     url: { type: 'string', default: 'http://localhost:8080' },
     seconds: { type: 'string', default: '15' },
     concurrency: { type: 'string', default: '16' },
@@ -23,8 +57,43 @@ const { values } = parseArgs({
     'ws-rate': { type: 'string', default: '20' },
     connections: { type: 'string', default: '2000' },
     mix: { type: 'string', default: 'read-heavy' },
+    'ws-rates': { type: 'string', default: '500' },
+    pairs: { type: 'string', default: '200' },
+    warmup: { type: 'string', default: '5' },
+    window: { type: 'string', default: '10' },
+    drain: { type: 'string', default: '3' },
+    'list-rate': { type: 'string', default: '200' },
+    'list-users': { type: 'string', default: '100' },
+    'list-conversations': { type: 'string', default: '20' },
+    'list-messages': { type: 'string', default: '1' },
+    'setup-concurrency': { type: 'string', default: '16' },
   },
 });
+const MODES = ['rest', 'ws-open', 'list-open'] as const;
+type Mode = (typeof MODES)[number];
+const modes = values.mode.split(',').map((m) => m.trim());
+for (const m of modes)
+  if (!(MODES as readonly string[]).includes(m)) {
+    console.error(`bench: unknown --mode ${m} (one or more of ${MODES.join(', ')}, comma-separated)`);
+    process.exit(2);
+  }
+/** A number option, refused with a line naming it rather than turned into NaN. */
+function num(name: keyof typeof values, min = 0): number {
+  const v = Number(values[name]);
+  if (!Number.isFinite(v) || v < min) {
+    console.error(`bench: --${name} must be a number >= ${min}`);
+    process.exit(2);
+  }
+  return v;
+}
+function nums(name: keyof typeof values): number[] {
+  const xs = String(values[name]).split(',').map(Number);
+  if (!xs.length || xs.some((x) => !Number.isFinite(x) || x <= 0)) {
+    console.error(`bench: --${name} must be one or more numbers > 0, comma-separated`);
+    process.exit(2);
+  }
+  return xs;
+}
 const BASE = `${values.url}/api/chat`;
 const SECONDS = Math.min(300, Number(values.seconds));
 const CONCURRENCY = Math.min(256, Number(values.concurrency));
@@ -88,7 +157,7 @@ async function token(i: number) {
   return { username, token: jwt };
 }
 
-async function main() {
+async function rest() {
   const users = await Promise.all(
     Array.from({ length: USERS }, async (_, i) => {
       const user = await token(i);
@@ -147,6 +216,59 @@ async function main() {
   const lat = await wsLatency(values.url!, BASE, token, wsSeconds, rate);
   console.log(`\nWebSocket send→receive (${rate}/s for ${wsSeconds} s): sent ${lat.sent}, received ${lat.received}, ` +
     `p50 ${lat.p50.toFixed(1)} ms, p95 ${lat.p95.toFixed(1)} ms, p99 ${lat.p99.toFixed(1)} ms`);
+}
+
+const target: Target = {
+  baseUrl: values.url.replace(/\/+$/, ''),
+  secret: config.JWT_SECRET,
+  issuer: config.JWT_ISSUER,
+  audience: config.JWT_AUDIENCE,
+  log: (line) => console.error(line),
+};
+
+async function wsOpen() {
+  const rates = nums('ws-rates');
+  const pairs = num('pairs', 1);
+  const [warmup, window, drain] = [num('warmup'), num('window', 0.1), num('drain')];
+  const results: WsOpenResult[] = [];
+  for (const [i, rate] of rates.entries()) {
+    console.error(`ws-open: ${rate} msg/s, ${pairs} pairs, warm-up ${warmup} s, window ${window} s, drain ${drain} s`);
+    const r = await wsOpenLoop(target, { rate, pairs, warmupSeconds: warmup, windowSeconds: window, drainSeconds: drain, setupConcurrency: num('setup-concurrency', 1) });
+    console.error(`ws-open: ${rate}/s done: setup ${(r.setupMs.usersKnown / 1000).toFixed(1)}+${(r.setupMs.conversations / 1000).toFixed(1)}+` +
+      `${(r.setupMs.connect / 1000).toFixed(1)} s, client cpu ${r.clientCpuMsPerMessage.toFixed(3)} ms/msg, errors over the run ${JSON.stringify(r.errors)}` +
+      `${Object.keys(r.closes).length ? `, socket closes ${JSON.stringify(r.closes)}` : ''}${r.skippedClosed ? `, ${r.skippedClosed} sends skipped on closed sockets` : ''}`);
+    results.push(r);
+    // The closed sockets' last sends may still be in flight in the services; the next rate must not pay for them.
+    if (i < rates.length - 1) await new Promise((r) => setTimeout(r, 2000));
+  }
+  console.log(`\nWebSocket open loop (${pairs} pairs, ${pairs * 2} sockets, window ${window} s; latencies in ms; cpu: whole machine per message sent)`);
+  console.log(wsOpenTable(results));
+  for (const line of tableNotes(results.map((r) => ({ ...r, offeredPerSecond: r.sentPerSecond })))) console.log(line);
+}
+
+async function listOpen() {
+  const [warmup, window, drain] = [num('warmup'), num('window', 0.1), num('drain')];
+  const users = num('list-users', 2);
+  const results = await listOpenLoop(target, {
+    rates: nums('list-rate'),
+    users,
+    conversationsPerUser: num('list-conversations', 1),
+    messagesPerConversation: num('list-messages'),
+    warmupSeconds: warmup,
+    windowSeconds: window,
+    drainSeconds: drain,
+    setupConcurrency: num('setup-concurrency', 1),
+  });
+  const first = results[0]!;
+  console.log(`\nGET /conversations open loop (${first.users} users, ${first.conversationsPerUser} conversations each, window ${window} s; latencies in ms; cpu: whole machine per request issued)`);
+  console.log(listOpenTable(results));
+  for (const line of tableNotes(results.map((r) => ({ ...r, offeredPerSecond: r.issuedPerSecond })))) console.log(line);
+}
+
+const RUN: Record<Mode, () => Promise<void>> = { rest, 'ws-open': wsOpen, 'list-open': listOpen };
+
+async function main() {
+  for (const m of modes) await RUN[m as Mode]();
 }
 
 main().catch((err: unknown) => {

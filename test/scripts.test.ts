@@ -2,8 +2,9 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { decodeJwt } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { circulantPairs } from '../scripts/bench-open';
 import { userIdFor } from '../scripts/seed-data';
-import { TEST_SECRET, useStack, type Stack } from './helpers/stack';
+import { TEST_SECRET, startStack, useStack, type Stack } from './helpers/stack';
 
 const run = promisify(execFile);
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -65,3 +66,79 @@ async function countMessages(s: Stack) {
     await client.end();
   }
 }
+
+/** The data rows of the Markdown table that follows `title` in the bench's output, as header → cell. */
+function tableAfter(stdout: string, title: string): Array<Record<string, string>> {
+  const lines = stdout.slice(stdout.indexOf(title)).split('\n').filter((l) => l.startsWith('|'));
+  const cells = (l: string) => l.split('|').slice(1, -1).map((c) => c.trim());
+  // Latency columns repeat "p95" etc. for ack and delivery; numbering keeps both.
+  const head = cells(lines[0] ?? '').map((h, i, all) => (all.indexOf(h) === i ? h : `${h}#2`));
+  return lines.slice(2).map((l) => Object.fromEntries(cells(l).map((c, i) => [head[i]!, c])));
+}
+
+describe('npm run bench, open-loop modes', () => {
+  it('list-open gives every user the same number of distinct conversations', () => {
+    for (let n = 2; n <= 13; n++)
+      for (let c = 1; c <= 14; c++) {
+        const pairs = circulantPairs(n, c);
+        const want = Math.min(c, n - 1) - (n % 2 === 1 && Math.min(c, n - 1) % 2 === 1 ? 1 : 0);
+        const keys = pairs.map(([a, b]) => `${Math.min(a, b)}-${Math.max(a, b)}`);
+        expect(new Set(keys).size, `n=${n} c=${c}`).toBe(pairs.length);
+        expect(pairs.every(([a, b]) => a !== b)).toBe(true);
+        const degree = Array.from({ length: n }, (_, i) => pairs.filter(([a, b]) => a === i || b === i).length);
+        expect(new Set(degree), `n=${n} c=${c}`).toEqual(new Set([want]));
+        const created = Array.from({ length: n }, (_, i) => pairs.filter(([a]) => a === i).length);
+        expect(Math.max(...created)).toBeLessThanOrEqual(Math.ceil(c / 2));
+      }
+  });
+
+  it('--mode ws-open prints one row per rate: messages delivered, none failed, unacked or undelivered', async () => {
+    const { stdout, stderr } = await tsx(
+      'scripts/bench.ts',
+      ['--mode', 'ws-open', '--url', ctx.stack.baseUrl, '--ws-rates', '20,40', '--pairs', '5', '--warmup', '1', '--window', '2', '--drain', '2'],
+      { JWT_SECRET: TEST_SECRET },
+    );
+    const rows = tableAfter(stdout, 'WebSocket open loop');
+    expect(rows.map((r) => r.rate)).toEqual(['20', '40']);
+    for (const r of rows) {
+      expect(Number(r.delivered), stdout + stderr).toBeGreaterThan(0);
+      expect(Number(r.sent)).toBeGreaterThan(0);
+      expect(Number(r['dlv p50'])).toBeGreaterThan(0);
+      expect([r.failed, r.unacked, r.undlv, r.failures], stdout + stderr).toEqual(['0', '0', '0', '-']);
+    }
+    expect(stdout + stderr).not.toMatch(/RATE_LIMITED/);
+  }, 60_000);
+
+  it('--mode list-open prints latency, achieved rate and zero errors for GET /conversations', async () => {
+    const { stdout, stderr } = await tsx(
+      'scripts/bench.ts',
+      ['--mode', 'list-open', '--url', ctx.stack.baseUrl, '--list-rate', '20', '--list-users', '10', '--list-conversations', '4',
+        '--warmup', '1', '--window', '2', '--drain', '2'],
+      { JWT_SECRET: TEST_SECRET },
+    );
+    expect(stderr).toMatch(/10 users, 20 conversations \(4 per user\), 20 messages/);
+    const [row, ...more] = tableAfter(stdout, 'GET /conversations open loop');
+    expect(more).toHaveLength(0);
+    expect(row?.rate).toBe('20');
+    expect(Number(row?.ok), stdout + stderr).toBeGreaterThan(0);
+    expect(Number(row?.p50)).toBeGreaterThan(0);
+    expect([row?.errors, row?.unfinished, row?.['by status']], stdout + stderr).toEqual(['0', '0', '-']);
+  }, 60_000);
+
+  it('warns loudly when the system answers RATE_LIMITED', async () => {
+    const limited = await startStack({ RATE_LIMIT_SEND_PER_MIN: 3 });
+    try {
+      const { stdout, stderr } = await tsx(
+        'scripts/bench.ts',
+        ['--mode', 'ws-open', '--url', limited.baseUrl, '--ws-rates', '20', '--pairs', '2', '--warmup', '0', '--window', '1', '--drain', '1'],
+        { JWT_SECRET: TEST_SECRET },
+      );
+      expect(stderr).toMatch(/WARNING: the system answers RATE_LIMITED .*RATE_LIMIT_SEND_PER_MIN=1000000/);
+      expect(stdout).toMatch(/WARNING at 20\/s: \d+ RATE_LIMITED answers/);
+      const [row] = tableAfter(stdout, 'WebSocket open loop');
+      expect(row?.failures).toMatch(/^RATE_LIMITED×\d+$/);
+    } finally {
+      await limited.stop();
+    }
+  }, 60_000);
+});
