@@ -1,0 +1,153 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-node';
+import { subjects } from '@chat/contracts';
+import { createLogger, type RunningService } from '@chat/platform';
+import { startMessagesService } from '@chat/messages';
+import { conversationPair, eventually } from './helpers/client';
+import { useStack } from './helpers/stack';
+import { connect } from './helpers/ws';
+
+// A short timeout, so the deadline cases take a second, and room for only two waiting sends.
+const ctx = useStack({ REQUEST_TIMEOUT_MS: 1500, SEND_MAX_IN_FLIGHT: 2 });
+let db: pg.Pool;
+let nc: NatsConnection;
+let restarted: RunningService | undefined;
+beforeAll(async () => {
+  db = new pg.Pool({ connectionString: ctx.stack.config.DATABASE_URL, max: 4 });
+  nc = await natsConnect({ servers: ctx.stack.config.NATS_URL });
+});
+afterAll(async () => {
+  await restarted?.stop();
+  await nc?.drain();
+  await db?.end();
+});
+
+/** Holds the messages service's row lock on a conversation, as a long send or read would, until released. */
+async function holdConversation(conv: string) {
+  const client = await db.connect();
+  await client.query('BEGIN');
+  await client.query('SELECT 1 FROM messages.conversations WHERE id = $1 FOR UPDATE', [conv]);
+  return async () => {
+    await client.query('ROLLBACK');
+    client.release();
+  };
+}
+const stored = async (conv: string) =>
+  Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM messages.messages WHERE conversation_id = $1', [conv])).rows[0]!.n);
+
+describe('a send that outlives its deadline', () => {
+  it('answers 503 and stores nothing, even when the lock it waited for is released later; the retry with its clientMessageId sends once', async () => {
+    const { alice, conv } = await conversationPair(ctx.api);
+    // The first send of a conversation teaches the messages service its participants.
+    expect((await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'first' })).status).toBe(201);
+    const release = await holdConversation(conv);
+    let res;
+    try {
+      res = await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'late', clientMessageId: 'late-1' });
+    } finally {
+      // The send is still waiting inside PostgreSQL; released now, past its deadline, it must roll back.
+      await release();
+    }
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('SERVICE_UNAVAILABLE');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await stored(conv)).toBe(1);
+    const { rows } = await db.query("SELECT 1 FROM messages.outbox WHERE payload->'message'->>'clientMessageId' = 'late-1'");
+    expect(rows).toHaveLength(0);
+
+    const retry = await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'late', clientMessageId: 'late-1' });
+    expect(retry.status).toBe(201);
+    expect((await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'late', clientMessageId: 'late-1' })).status).toBe(200);
+    expect(await stored(conv)).toBe(2);
+  });
+
+  it('a send already past its deadline when it reaches the messages service is refused without touching PostgreSQL', async () => {
+    const { alice, conv } = await conversationPair(ctx.api);
+    const reply = await nc.request(
+      subjects(ctx.stack.config.NATS_PREFIX).messages.send,
+      JSON.stringify({ actor: alice.id, conversationId: conv, content: 'too late', deadline: Date.now() - 1 }),
+      { timeout: 3000 },
+    );
+    expect(reply.json()).toMatchObject({ ok: false, error: { code: 'SERVICE_UNAVAILABLE' } });
+    expect(await stored(conv)).toBe(0);
+  });
+});
+
+describe('load shedding at the gateway', () => {
+  it('past SEND_MAX_IN_FLIGHT waiting sends, REST and WebSocket sends are refused at once with a retry hint; the admitted ones complete', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    expect((await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'warm' })).status).toBe(201);
+    const { client: ws } = await connect(ctx.stack.gateway.port, { token: bob.token });
+    const release = await holdConversation(conv);
+    let waiting;
+    try {
+      waiting = [1, 2].map((i) => ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: `w${i}` }));
+      // Both are admitted and waiting on the conversation's lock inside PostgreSQL.
+      await eventually(async () => {
+        const { rows } = await db.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+        expect(rows.length).toBeGreaterThanOrEqual(2);
+      }, 1000);
+
+      const started = performance.now();
+      const shed = await ctx.api.post(`/conversations/${conv}/messages`, bob.token, { content: 'one too many' });
+      expect(performance.now() - started).toBeLessThan(500);
+      expect(shed.status).toBe(503);
+      expect(shed.body.error.code).toBe('SERVICE_UNAVAILABLE');
+      expect(shed.headers.get('retry-after')).toBe('1');
+
+      const frame = await ws.request('message.send', { conversationId: conv, content: 'over the socket' });
+      expect(frame).toMatchObject({ type: 'error', payload: { code: 'SERVICE_UNAVAILABLE', retryAfterMs: 1000 } });
+    } finally {
+      await release();
+      await ws.close();
+    }
+    for (const r of await Promise.all(waiting)) expect(r.status).toBe(201);
+    expect(await stored(conv)).toBe(3);
+    const metrics = await (await fetch(`${ctx.stack.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^chat_sends_shed_total\{[^}]*\} 2$/m);
+  });
+});
+
+describe('the messages service replica of blocks', () => {
+  const applyBlock = async (change: { blockerId: string; blockedId: string; blocked: boolean; version: number }) =>
+    (await nc.request(subjects(ctx.stack.config.NATS_PREFIX).messages.applyBlock, JSON.stringify(change), { timeout: 3000 })).json<{ ok: boolean }>();
+
+  it('keeps the newest version of a pair: an older state arriving late changes nothing', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    expect(await applyBlock({ blockerId: bob.id, blockedId: alice.id, blocked: true, version: 5 })).toMatchObject({ ok: true, data: { applied: true } });
+    expect(await applyBlock({ blockerId: bob.id, blockedId: alice.id, blocked: false, version: 4 })).toMatchObject({ ok: true, data: { applied: false } });
+    expect((await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'blocked?' })).status).toBe(403);
+    expect(await applyBlock({ blockerId: bob.id, blockedId: alice.id, blocked: false, version: 6 })).toMatchObject({ ok: true, data: { applied: true } });
+    expect((await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'not blocked' })).status).toBe(201);
+  });
+
+  it('a block made while the messages service is away answers 503 but stands; the block event enforces it when messages returns; a retry answers 409', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    expect((await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'before' })).status).toBe(201);
+    await ctx.stack.services.messages.stop();
+    const blocked = await ctx.api.post('/blocks', bob.token, { username: alice.username });
+    expect(blocked.status).toBe(503);
+    expect((await ctx.api.get('/blocks', bob.token)).body.data.map((b: { user: { id: string } }) => b.user.id)).toEqual([alice.id]);
+
+    restarted = await startMessagesService(ctx.stack.config, createLogger('messages', 'silent'));
+    await eventually(async () => expect((await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'after' })).status).toBe(403), 10_000);
+    expect((await ctx.api.post('/blocks', bob.token, { username: alice.username })).status).toBe(409);
+  });
+
+  it('is filled from the blocks service the first time the messages service starts on a database', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    expect((await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'before' })).status).toBe(201);
+    expect((await ctx.api.post('/blocks', bob.token, { username: alice.username })).status).toBe(201);
+    // As if the replica were new: its rows and its "filled" mark gone, and no event left to replay.
+    await restarted!.stop();
+    await db.query('DELETE FROM messages.block_replica; DELETE FROM messages.replica_sync');
+    const stream = `${ctx.stack.config.NATS_PREFIX.toUpperCase()}_EVENTS`;
+    const jsm = await (await import('@nats-io/jetstream')).jetstreamManager(nc);
+    await jsm.streams.purge(stream, { filter: `${ctx.stack.config.NATS_PREFIX}.events.block.>` });
+
+    restarted = await startMessagesService(ctx.stack.config, createLogger('messages', 'silent'));
+    expect((await db.query('SELECT 1 FROM messages.replica_sync')).rows).toHaveLength(1);
+    expect((await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'after' })).status).toBe(403);
+  });
+});
