@@ -18,6 +18,9 @@ export function createRedis(url: string, keyPrefix: string, log: Logger, name: s
     // A cache must not make a request wait for Redis: while it is away, commands fail at once (a miss).
     enableOfflineQueue: !opts.failFast,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    // Commands issued in the same tick (every send's rate-limit check and
+    // cache invalidation under load) go out as one write and one read.
+    enableAutoPipelining: true,
   });
   let down = false;
   redis.on('error', (err) => {
