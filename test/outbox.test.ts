@@ -76,6 +76,47 @@ describe('the transactional outbox', () => {
   });
 });
 
+describe('the relay pipelines a batch', () => {
+  /** Rows written straight into the conversations service's outbox (its relay publishes them); their event ids, in id order. */
+  async function writeRows(subjects: string[]): Promise<string[]> {
+    const ids = subjects.map(() => crypto.randomUUID());
+    const client = await db.connect();
+    try {
+      await client.query('BEGIN');
+      for (const [i, subject] of subjects.entries()) {
+        await client.query('INSERT INTO conversations.outbox (event_id, subject, payload) VALUES ($1, $2, $3)', [ids[i], subject, JSON.stringify({ eventId: ids[i], i })]);
+      }
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    return ids;
+  }
+  const unpublished = async (ids: string[]) =>
+    (await db.query('SELECT event_id FROM conversations.outbox WHERE event_id = ANY($1::uuid[]) AND published_at IS NULL ORDER BY id', [ids])).rows.map((r) => r.event_id as string);
+
+  it('publishes many rows at once, each once, and the stream holds them in id order', async () => {
+    const ids = await writeRows(Array.from({ length: 150 }, () => 'batch.order'));
+    await eventually(async () => expect(await unpublished(ids)).toEqual([]), 5000);
+    const inStream = (await streamEvents('batch.order')).map((e) => e.eventId);
+    expect(inStream).toEqual(ids);
+  });
+
+  it('a publish that fails marks only the rows before it; the ones after are published again and stored once', async () => {
+    // A subject with a space is refused by the client: the middle row cannot publish until it is fixed.
+    const [a, b, c] = await writeRows(['batch.partial', 'batch.partial broken', 'batch.partial']);
+    await eventually(async () => {
+      expect(await unpublished([a!, b!, c!])).toEqual([b, c]);
+      // c was published (its ack came) but is not marked: it comes after the failure.
+      expect((await streamEvents('batch.partial')).map((e) => e.eventId)).toEqual([a, c]);
+    }, 5000);
+    await db.query("UPDATE conversations.outbox SET subject = 'batch.partial' WHERE event_id = $1", [b]);
+    await eventually(async () => expect(await unpublished([a!, b!, c!])).toEqual([]), 5000);
+    // c went out again with the same Nats-Msg-Id: JetStream dropped the duplicate.
+    expect((await streamEvents('batch.partial')).map((e) => e.eventId)).toEqual([a, c, b]);
+  });
+});
+
 describe('consumers', () => {
   it('park a poison event on the dead-letter stream and go on with the events after it', async () => {
     const { alice, conv } = await conversationPair(ctx.api);

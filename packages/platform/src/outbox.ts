@@ -95,26 +95,47 @@ export class OutboxRelay extends WorkLoop {
     return published < BATCH ? IDLE_POLL_MS : 0;
   }
 
+  /**
+   * One round: every publish of the batch is issued before any ack is
+   * awaited, so a batch costs one round trip to JetStream rather than one per
+   * row. They are issued synchronously, in id order, on one connection, and
+   * NATS keeps a connection's order, so the stream stores them in id order.
+   * If a publish fails, only the rows before it (all acked) are marked and
+   * the round fails; the rest are published again next round, and those of
+   * them JetStream already stored are dropped as duplicates (Nats-Msg-Id).
+   * Marking the acked prefix, rather than nothing, keeps the relay moving
+   * when the tail of a batch keeps failing (a publish timing out), and never
+   * marks a row while an earlier one is left unpublished.
+   */
   async publishBatch(): Promise<number> {
-    return withTransaction(this.db, async (tx) => {
+    let failure: { reason: unknown } | undefined;
+    const marked = await withTransaction(this.db, async (tx) => {
       const { rows: lock } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked', [`${this.lockName}.outbox`]);
       if (!lock[0]?.locked) return 0;
       const { rows } = await tx.query<OutboxRow>(
         'SELECT id, event_id, subject, payload, trace_context FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1',
         [BATCH],
       );
-      for (const row of rows) {
-        const subject = `${this.prefix}.events.${row.subject}`;
-        await inSpan(`publish ${row.subject}`, { kind: SpanKind.PRODUCER, parent: contextFromCarrier(row.trace_context), attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, () =>
-          this.js.publish(subject, JSON.stringify(row.payload), { msgID: row.event_id, headers: injectTrace(natsHeaders()) }),
-        );
+      const acks = await Promise.allSettled(rows.map((row) => this.publish(row)));
+      const firstFailed = acks.findIndex((a) => a.status === 'rejected');
+      const acked = firstFailed === -1 ? rows : rows.slice(0, firstFailed);
+      if (firstFailed !== -1) failure = { reason: (acks[firstFailed] as PromiseRejectedResult).reason };
+      if (acked.length > 0) {
+        await tx.query('UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1::bigint[])', [acked.map((r) => r.id)]);
       }
-      this.published?.inc(rows.length);
-      if (rows.length > 0) {
-        await tx.query('UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]);
-      }
-      return rows.length;
+      return acked.length;
     });
+    this.published?.inc(marked);
+    if (failure) throw failure.reason;
+    return marked;
+  }
+
+  /** One publish, in its own span continuing the trace stored with the row; the request goes out before this returns. */
+  private publish(row: OutboxRow) {
+    const subject = `${this.prefix}.events.${row.subject}`;
+    return inSpan(`publish ${row.subject}`, { kind: SpanKind.PRODUCER, parent: contextFromCarrier(row.trace_context), attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, () =>
+      this.js.publish(subject, JSON.stringify(row.payload), { msgID: row.event_id, headers: injectTrace(natsHeaders()) }),
+    );
   }
 
   /** Published rows are kept a day for inspection, then deleted; JetStream holds the events from then on. */

@@ -1,8 +1,8 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link, type Span } from '@opentelemetry/api';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 
 export { ROOT_CONTEXT, SpanKind };
-export type { Context, Span };
+export type { Context, Link, Span };
 
 /**
  * W3C trace context across NATS, by hand: no maintained instrumentation
@@ -35,6 +35,15 @@ export function traceCarrier(ctx: Context = context.active()): Record<string, st
   return Object.keys(carrier).length ? carrier : null;
 }
 
+/**
+ * A link to the trace a message's headers carry, for a span that handles many
+ * messages but can have only one parent; undefined when they carry none.
+ */
+export function linkFromHeaders(h: MsgHdrs | undefined): Link | undefined {
+  const ctx = trace.getSpanContext(extractTrace(h));
+  return ctx ? { context: ctx } : undefined;
+}
+
 export function contextFromCarrier(carrier: Record<string, string> | null | undefined): Context {
   return carrier ? propagation.extract(ROOT_CONTEXT, carrier) : ROOT_CONTEXT;
 }
@@ -45,10 +54,10 @@ export function contextFromCarrier(carrier: Record<string, string> | null | unde
  */
 export function inSpan<T>(
   name: string,
-  opts: { kind?: SpanKind; parent?: Context; attributes?: Attributes },
+  opts: { kind?: SpanKind; parent?: Context; attributes?: Attributes; links?: Link[] },
   fn: (span: Span) => Promise<T>,
 ): Promise<T> {
-  return tracer().startActiveSpan(name, { kind: opts.kind ?? SpanKind.INTERNAL, attributes: opts.attributes }, opts.parent ?? context.active(), async (span) => {
+  return tracer().startActiveSpan(name, { kind: opts.kind ?? SpanKind.INTERNAL, attributes: opts.attributes, links: opts.links }, opts.parent ?? context.active(), async (span) => {
     try {
       return await fn(span);
     } catch (err) {

@@ -86,4 +86,17 @@ export class BlocksRepository {
     );
     return rows;
   }
+
+  /** Both directions of each (userId, otherId) pair, in the order given, in one statement (two index probes per pair). */
+  async betweenPairs(pairs: ReadonlyArray<{ userId: string; otherId: string }>): Promise<Array<{ by_me: boolean; by_them: boolean }>> {
+    if (pairs.length === 0) return [];
+    const { rows } = await this.db.query<{ by_me: boolean; by_them: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.user_id AND b.blocked_id = p.other_id) AS by_me,
+              EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.other_id AND b.blocked_id = p.user_id) AS by_them
+       FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS p(user_id, other_id, n)
+       ORDER BY p.n`,
+      [pairs.map((p) => p.userId), pairs.map((p) => p.otherId)],
+    );
+    return rows;
+  }
 }

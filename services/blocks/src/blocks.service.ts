@@ -137,4 +137,10 @@ export class BlocksService {
   private findUser(username: string, ctx: CallContext): Promise<User> {
     return this.bus.request(this.subjects.conversations.findUser, { username }, UserSchema, { requestId: ctx.requestId });
   }
+
+  /** The status of each pair, in the order given: one statement for a whole batch of unrelated pairs. */
+  async statusPairs(pairs: ReadonlyArray<{ userId: string; otherId: string }>): Promise<BlockStatus[]> {
+    const rows = await this.repo.betweenPairs(pairs);
+    return rows.map((r) => ({ blockedByMe: r.by_me, blockedByThem: r.by_them, canMessage: !r.by_me && !r.by_them }));
+  }
 }

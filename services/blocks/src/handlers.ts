@@ -1,5 +1,6 @@
 import { BlockByUsernameRequest, BlockReplicaPageRequest, BlockStatusManyRequest, BlockStatusRequest, ListBlocksRequest, type Subjects } from '@chat/contracts';
 import { endpoint, type EndpointDef } from '@chat/platform';
+import { BlockStatusPairsRequest } from '@chat/contracts';
 import type { BlocksService } from './blocks.service';
 
 export function blockEndpoints(s: Subjects['blocks'], service: BlocksService): EndpointDef[] {
@@ -10,6 +11,7 @@ export function blockEndpoints(s: Subjects['blocks'], service: BlocksService): E
     endpoint(s.status, BlockStatusRequest, (req) => service.status(req.userId, req.otherId)),
     endpoint(s.statusByUsername, BlockByUsernameRequest, (req, ctx) => service.statusByUsername(req.actor, req.username, ctx)),
     endpoint(s.statusMany, BlockStatusManyRequest, (req) => service.statusMany(req.userId, req.otherIds)),
+    endpoint(s.statusPairs, BlockStatusPairsRequest, (req) => service.statusPairs(req.pairs)),
     endpoint(s.replicaPage, BlockReplicaPageRequest, (req) => service.replicaPage(req.after, req.limit)),
   ];
 }

@@ -104,30 +104,53 @@ export class ConversationsRepository {
     return rows;
   }
 
+  /** One snapshot: the same statement as a batch of one. */
+  applySnapshot(s: SnapshotUpdate): Promise<string[]> {
+    return this.applySnapshots([s]);
+  }
+
   /**
-   * Applies a conversation snapshot to both memberships unless a newer one
-   * was applied already (version guard): replays and reordering are harmless.
+   * Applies conversation snapshots to both memberships of each conversation,
+   * in one statement whatever their number, unless a newer snapshot was
+   * applied already (version guard): replays and reordering are harmless.
+   * Of several snapshots of one conversation only the newest is sent, since
+   * it holds the whole state and the older ones could only lose to it.
+   * Returns the users whose rows changed.
    */
-  async applySnapshot(s: SnapshotUpdate): Promise<string[]> {
+  async applySnapshots(snapshots: readonly SnapshotUpdate[]): Promise<string[]> {
+    const newest = new Map<string, SnapshotUpdate>();
+    for (const s of snapshots) {
+      const seen = newest.get(s.conversationId);
+      if (!seen || s.version > seen.version) newest.set(s.conversationId, s);
+    }
+    if (newest.size === 0) return [];
+    const list = [...newest.values()];
+    const unread = list.flatMap((s) => s.unread.map((u) => ({ conversationId: s.conversationId, userId: u.userId, count: u.count })));
     const { rows } = await this.db.query<{ user_id: string }>(
-      `UPDATE memberships AS m SET
-         last_message = $3::jsonb,
-         activity_at = CASE WHEN $4::timestamptz IS NULL THEN m.activity_at ELSE GREATEST(m.activity_at, $4::timestamptz) END,
-         unread_count = COALESCE(u.count, m.unread_count),
-         version = $2,
+      `WITH s AS (
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[], $4::timestamptz[]) AS s(conversation_id, version, last_message, last_message_at)
+       ), u AS (
+         SELECT * FROM unnest($5::uuid[], $6::text[], $7::int[]) AS u(conversation_id, user_id, count)
+       )
+       UPDATE memberships AS m SET
+         last_message = x.last_message,
+         activity_at = CASE WHEN x.last_message_at IS NULL THEN m.activity_at ELSE GREATEST(m.activity_at, x.last_message_at) END,
+         unread_count = COALESCE(x.count, m.unread_count),
+         version = x.version,
          updated_at = clock_timestamp()
-       FROM (SELECT m2.user_id, x.count FROM memberships m2
-             LEFT JOIN unnest($5::text[], $6::int[]) AS x(user_id, count) ON x.user_id = m2.user_id
-             WHERE m2.conversation_id = $1) AS u
-       WHERE m.conversation_id = $1 AND m.user_id = u.user_id AND m.version < $2
+       FROM (SELECT m2.user_id, s.conversation_id, s.version, s.last_message, s.last_message_at, u.count
+             FROM s JOIN memberships m2 ON m2.conversation_id = s.conversation_id
+             LEFT JOIN u ON u.conversation_id = s.conversation_id AND u.user_id = m2.user_id) AS x
+       WHERE m.conversation_id = x.conversation_id AND m.user_id = x.user_id AND m.version < x.version
        RETURNING m.user_id`,
       [
-        s.conversationId,
-        s.version,
-        s.lastMessage === null ? null : JSON.stringify(s.lastMessage),
-        s.lastMessageAt,
-        s.unread.map((u) => u.userId),
-        s.unread.map((u) => u.count),
+        list.map((s) => s.conversationId),
+        list.map((s) => s.version),
+        list.map((s) => (s.lastMessage === null ? null : JSON.stringify(s.lastMessage))),
+        list.map((s) => s.lastMessageAt),
+        unread.map((u) => u.conversationId),
+        unread.map((u) => u.userId),
+        unread.map((u) => u.count),
       ],
     );
     return rows.map((r) => r.user_id);

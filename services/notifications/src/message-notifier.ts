@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Registry } from 'prom-client';
-import { BlockStatusSchema, idRecord, MessageCreatedEvent, PresenceSchema, UserSchema, subjects, type Subjects } from '@chat/contracts';
-import { newId, PoisonEventError, runConsumer, type BusClient, type Logger, type NatsConnection, type Queryable } from '@chat/platform';
+import { BlockStatusPairsReply, idRecord, MessageCreatedEvent, PresenceSchema, UserSchema, subjects, type Subjects } from '@chat/contracts';
+import { newId, PoisonEventError, runConsumer, type BatchResults, type BusClient, type Logger, type NatsConnection, type Queryable } from '@chat/platform';
 import { Decision, type NotificationMetrics } from './notification-metrics';
 import { NotificationsRepository, type NotificationPayload } from './notifications.repository';
 import { PreferencesRepository } from './preferences.repository';
@@ -16,12 +16,33 @@ const PREVIEW_CODE_POINTS = 100;
  * parks it on the dead-letter stream.
  */
 const MAX_DELIVER = 64;
+/**
+ * Events decided together. presence.query, conversations.get-users and
+ * blocks.status-pairs each take at most 200 ids (or pairs), so a batch of
+ * this size needs exactly one request of each, whatever it holds.
+ */
+const BATCH = 200;
+
+/** SQLSTATE class 22: PostgreSQL refuses a value itself; the same notification would be refused forever. */
+const isDataException = (err: unknown) => typeof (err as { code?: unknown })?.code === 'string' && (err as { code: string }).code.startsWith('22');
+const toError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
 
 export interface NotifierOptions {
   /** An event about a message older than this makes no notification (see decide). */
   staleAfterMs: number;
   /** Called after a notification is stored, to wake the delivery worker. */
   onStored: () => void;
+}
+
+/** What became of one event: a decision, or the error that leaves it undecided (it is redelivered). */
+export type Outcome = Decision | Error;
+
+/** An event still being decided: its receiver and when its message was sent. */
+interface Candidate {
+  index: number;
+  event: MessageCreatedEvent;
+  receiverId: string;
+  sentAt: number;
 }
 
 /** The first `n` characters, counted in code points as message content is, so no surrogate pair is cut in half. */
@@ -47,83 +68,193 @@ export class MessageNotifier {
     this.notifications = new NotificationsRepository(db);
   }
 
-  async handle(event: MessageCreatedEvent): Promise<Decision> {
-    const decision = await this.decide(event);
-    this.metrics.decisions.inc({ decision });
-    this.log.debug({ conversationId: event.conversationId, messageId: event.message.id, decision }, 'message.created handled');
-    return decision;
+  /**
+   * Decides a batch of events together: one preferences query, one
+   * blocks.status-pairs, one presence.query, one users lookup and one insert,
+   * whatever the batch holds. Returns each event's outcome, in order.
+   */
+  async handleBatch(events: readonly MessageCreatedEvent[]): Promise<Outcome[]> {
+    const outcomes = await this.decide(events);
+    outcomes.forEach((o, i) => {
+      if (o instanceof Error) return;
+      this.metrics.decisions.inc({ decision: o });
+      this.log.debug({ conversationId: events[i]!.conversationId, messageId: events[i]!.message.id, decision: o }, 'message.created handled');
+    });
+    return outcomes;
   }
 
   /**
-   * Every condition of SPEC section 7 must hold. A bus call that fails
-   * throws, so the event is redelivered: no notification is ever made on a
-   * guess about presence or blocks.
+   * Every condition of SPEC section 7 must hold for each event. A bus call
+   * that fails leaves every event that needed it undecided, so they are
+   * redelivered: no notification is ever made on a guess about presence or
+   * blocks. Events decided before that call keep their decision.
    */
-  private async decide(event: MessageCreatedEvent): Promise<Decision> {
-    const { message, conversationId } = event;
-    const receiverId = event.unread.find((u) => u.userId !== message.senderId)?.userId;
-    if (receiverId === undefined) return Decision.noReceiver;
-    const sentAt = Date.parse(message.createdAt);
-    // A new durable consumer starts at the head of the stream (7 days); a late
-    // replay of old messages must not flood receivers with notifications.
-    if (Date.now() - sentAt > this.opts.staleAfterMs) return Decision.stale;
+  private async decide(events: readonly MessageCreatedEvent[]): Promise<Outcome[]> {
+    // Every event is decided below; one that somehow was not is redelivered rather than acked.
+    const undecided = new Error('event left undecided');
+    const out: Outcome[] = events.map(() => undecided);
+    let open: Candidate[] = [];
+    events.forEach((event, index) => {
+      const { message } = event;
+      const receiverId = event.unread.find((u) => u.userId !== message.senderId)?.userId;
+      const sentAt = Date.parse(message.createdAt);
+      if (receiverId === undefined) out[index] = Decision.noReceiver;
+      // A new durable consumer starts at the head of the stream (7 days); a late
+      // replay of old messages must not flood receivers with notifications.
+      else if (Date.now() - sentAt > this.opts.staleAfterMs) out[index] = Decision.stale;
+      else open.push({ index, event, receiverId, sentAt });
+    });
+    const fail = (list: Candidate[], err: unknown) => {
+      const error = toError(err);
+      for (const c of list) out[c.index] = error;
+    };
+    if (open.length === 0) return out;
 
-    const prefs = await this.prefs.get(receiverId);
-    if (!prefs.enabled) return Decision.disabled;
-    if (prefs.mutedConversationIds.includes(conversationId)) return Decision.muted;
+    try {
+      const prefs = await this.prefs.getMany(open.map((c) => c.receiverId));
+      open = open.filter((c) => {
+        const p = prefs.get(c.receiverId)!;
+        if (!p.enabled) out[c.index] = Decision.disabled;
+        else if (p.mutedConversationIds.includes(c.event.conversationId)) out[c.index] = Decision.muted;
+        else return true;
+        return false;
+      });
+    } catch (err) {
+      fail(open, err);
+      return out;
+    }
+    if (open.length === 0) return out;
 
-    const [block, presence] = await Promise.all([
-      this.bus.request(this.s.blocks.status, { userId: receiverId, otherId: message.senderId }, BlockStatusSchema),
-      this.bus.request(this.s.presence.query, { userIds: [receiverId] }, PresenceMap),
-    ]);
-    if (block.blockedByMe || block.blockedByThem) return Decision.blocked;
-    const seen = presence[receiverId];
-    if (!seen) throw new Error('presence.query answered without the receiver');
-    // Online now, or seen since the message was sent (the event came late or
-    // again): either way they were online after it arrived and their client
-    // got it, and SPEC forbids notifying a receiver online at its arrival.
-    if (seen.isOnline || (seen.lastSeenAt !== null && Date.parse(seen.lastSeenAt) >= sentAt)) return Decision.online;
-    return this.store(event, receiverId);
+    const pairKey = (c: Candidate) => JSON.stringify([c.receiverId, c.event.message.senderId]);
+    const pairs = new Map<string, { userId: string; otherId: string }>();
+    for (const c of open) pairs.set(pairKey(c), { userId: c.receiverId, otherId: c.event.message.senderId });
+    let blocked: Map<string, boolean>;
+    let presence: z.output<typeof PresenceMap>;
+    try {
+      const [statuses, seen] = await Promise.all([
+        this.bus.request(this.s.blocks.statusPairs, { pairs: [...pairs.values()] }, BlockStatusPairsReply),
+        this.bus.request(this.s.presence.query, { userIds: [...new Set(open.map((c) => c.receiverId))] }, PresenceMap),
+      ]);
+      if (statuses.length !== pairs.size) throw new Error(`blocks.status-pairs answered ${statuses.length} statuses for ${pairs.size} pairs`);
+      blocked = new Map([...pairs.keys()].map((k, n) => [k, statuses[n]!.blockedByMe || statuses[n]!.blockedByThem]));
+      presence = seen;
+    } catch (err) {
+      fail(open, err);
+      return out;
+    }
+
+    const toStore: Candidate[] = [];
+    for (const c of open) {
+      const seen = presence[c.receiverId];
+      if (blocked.get(pairKey(c))) out[c.index] = Decision.blocked;
+      else if (!seen) out[c.index] = new Error('presence.query answered without the receiver');
+      // Online now, or seen since the message was sent (the event came late or
+      // again): either way they were online after it arrived and their client
+      // got it, and SPEC forbids notifying a receiver online at its arrival.
+      else if (seen.isOnline || (seen.lastSeenAt !== null && Date.parse(seen.lastSeenAt) >= c.sentAt)) out[c.index] = Decision.online;
+      else toStore.push(c);
+    }
+    if (toStore.length > 0) await this.store(toStore, out, fail);
+    return out;
   }
 
-  /** Stores the notification once per (message, receiver) and wakes the delivery worker. */
-  private async store({ message, conversationId }: MessageCreatedEvent, receiverId: string): Promise<Decision> {
-    const [sender] = await this.bus.request(this.s.conversations.getUsers, { ids: [message.senderId] }, Users);
-    if (!sender) throw new Error('the sender is not in the users directory');
-    const payload: NotificationPayload = {
-      type: 'chat.message',
-      notificationId: newId(),
-      receiverId,
-      senderId: message.senderId,
-      senderUsername: sender.username,
-      conversationId,
-      messageId: message.id,
-      preview: previewOf(message.content),
-      createdAt: new Date().toISOString(),
-    };
-    if (!(await this.notifications.insert(payload))) return Decision.duplicate;
-    this.log.info({ userId: receiverId, conversationId, messageId: message.id, notificationId: payload.notificationId }, 'notification stored');
-    this.opts.onStored();
-    return Decision.stored;
+  /** Stores the notifications, once per (message, receiver), and wakes the delivery worker. */
+  private async store(list: Candidate[], out: Outcome[], fail: (list: Candidate[], err: unknown) => void): Promise<void> {
+    let senders: Map<string, string>;
+    try {
+      const users = await this.bus.request(this.s.conversations.getUsers, { ids: [...new Set(list.map((c) => c.event.message.senderId))] }, Users);
+      senders = new Map(users.map((u) => [u.id, u.username]));
+    } catch (err) {
+      fail(list, err);
+      return;
+    }
+    const made: Array<{ candidate: Candidate; payload: NotificationPayload }> = [];
+    for (const c of list) {
+      const { message, conversationId } = c.event;
+      const senderUsername = senders.get(message.senderId);
+      if (senderUsername === undefined) {
+        out[c.index] = new Error('the sender is not in the users directory');
+        continue;
+      }
+      const payload: NotificationPayload = {
+        type: 'chat.message',
+        notificationId: newId(),
+        receiverId: c.receiverId,
+        senderId: message.senderId,
+        senderUsername,
+        conversationId,
+        messageId: message.id,
+        preview: previewOf(message.content),
+        createdAt: new Date().toISOString(),
+      };
+      made.push({ candidate: c, payload });
+    }
+    if (made.length === 0) return;
+
+    let stored: Set<string>;
+    const refused = new Map<number, Error>();
+    try {
+      stored = await this.notifications.insertMany(made.map((m) => m.payload));
+    } catch (err) {
+      if (!isDataException(err)) {
+        fail(made.map((m) => m.candidate), err);
+        return;
+      }
+      // One value PostgreSQL refuses must not hold back the rest: each goes alone, the refused one is dead-lettered.
+      stored = new Set();
+      for (const { candidate, payload } of made) {
+        try {
+          if (await this.notifications.insert(payload)) stored.add(payload.notificationId);
+        } catch (one) {
+          refused.set(candidate.index, isDataException(one) ? new PoisonEventError(`PostgreSQL refuses the notification: ${(one as Error).message}`) : toError(one));
+        }
+      }
+    }
+    for (const { candidate, payload } of made) {
+      const error = refused.get(candidate.index);
+      if (error) {
+        out[candidate.index] = error;
+        continue;
+      }
+      if (!stored.has(payload.notificationId)) {
+        out[candidate.index] = Decision.duplicate;
+        continue;
+      }
+      out[candidate.index] = Decision.stored;
+      this.log.info({ userId: payload.receiverId, conversationId: payload.conversationId, messageId: payload.messageId, notificationId: payload.notificationId }, 'notification stored');
+    }
+    if (stored.size > 0) this.opts.onStored();
   }
 }
 
-/** The durable consumer `notifications` on `<prefix>.events.message.created`. */
+/** The durable consumer `notifications` on `<prefix>.events.message.created`, deciding up to BATCH events at a time. */
 export function startNotificationConsumer(nc: NatsConnection, prefix: string, notifier: MessageNotifier, log: Logger, registry?: Registry, replicas?: number) {
   return runConsumer(nc, {
     prefix,
     durable: 'notifications',
     filterSubject: subjects(prefix).events.messageCreated,
     maxDeliver: MAX_DELIVER,
+    maxBatch: BATCH,
     log,
     registry,
     replicas,
     service: 'notifications',
-    handle: async (subject, data) => {
-      const event = MessageCreatedEvent.safeParse(data);
-      // It will never parse: dead-letter it now rather than redeliver it for half an hour.
-      if (!event.success) throw new PoisonEventError(`${subject} does not match its contract`);
-      await notifier.handle(event.data);
+    handleBatch: async (events): Promise<BatchResults> => {
+      const results: Array<Error | undefined> = events.map(() => undefined);
+      const valid: Array<{ index: number; event: MessageCreatedEvent }> = [];
+      events.forEach(({ subject, data }, index) => {
+        const event = MessageCreatedEvent.safeParse(data);
+        // It will never parse: dead-letter it now rather than redeliver it for half an hour.
+        if (!event.success) results[index] = new PoisonEventError(`${subject} does not match its contract`);
+        else valid.push({ index, event: event.data });
+      });
+      if (valid.length === 0) return results;
+      const outcomes = await notifier.handleBatch(valid.map((v) => v.event));
+      valid.forEach(({ index }, n) => {
+        const o = outcomes[n];
+        if (o instanceof Error) results[index] = o;
+      });
+      return results;
     },
   });
 }

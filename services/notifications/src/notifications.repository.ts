@@ -39,6 +39,31 @@ export class NotificationsRepository {
   }
 
   /**
+   * Stores many notifications in one statement, each unless its receiver
+   * already has one for its message (a repeat within the list included);
+   * returns the ids of those stored.
+   */
+  async insertMany(ps: readonly NotificationPayload[]): Promise<Set<string>> {
+    if (ps.length === 0) return new Set();
+    const { rows } = await this.db.query<{ id: string }>(
+      `INSERT INTO notifications (id, receiver_id, sender_id, conversation_id, message_id, payload, created_at)
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::timestamptz[])
+       ON CONFLICT (message_id, receiver_id) DO NOTHING
+       RETURNING id`,
+      [
+        ps.map((p) => p.notificationId),
+        ps.map((p) => p.receiverId),
+        ps.map((p) => p.senderId),
+        ps.map((p) => p.conversationId),
+        ps.map((p) => p.messageId),
+        ps.map((p) => JSON.stringify(p)),
+        ps.map((p) => p.createdAt),
+      ],
+    );
+    return new Set(rows.map((r) => r.id));
+  }
+
+  /**
    * Takes up to `limit` due notifications and pushes their next_attempt_at
    * `leaseMs` ahead, in one statement. SKIP LOCKED lets replicas claim disjoint
    * rows at the same moment; the lease keeps a row away from every other worker
