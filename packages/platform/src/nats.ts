@@ -14,6 +14,9 @@ export async function connectNats(url: string, name: string, log: Logger): Promi
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: false,
+    // Without this every request builds two Error objects (stack traces) up
+    // front, in case it fails; BusClient names the subject in its own errors.
+    noAsyncTraces: true,
   });
   void (async () => {
     for await (const s of nc.status()) {

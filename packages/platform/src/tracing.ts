@@ -13,10 +13,18 @@ export type { Context, Link, Span };
  */
 const tracer = () => trace.getTracer('chat');
 
-/** Writes the active (or given) context into NATS headers, creating them if needed. */
-export function injectTrace(h: MsgHdrs = natsHeaders(), ctx: Context = context.active()): MsgHdrs {
-  propagation.inject(ctx, h, { set: (carrier, key, value) => carrier.set(key, value) });
-  return h;
+/**
+ * Writes the active (or given) context into NATS headers. Without headers to
+ * add to, they are created only when there is a context to carry: untraced,
+ * a message goes without a header block (PUB, not HPUB), which every hop of
+ * a hot path would otherwise encode and parse for nothing.
+ */
+export function injectTrace(h: MsgHdrs, ctx?: Context): MsgHdrs;
+export function injectTrace(h?: undefined, ctx?: Context): MsgHdrs | undefined;
+export function injectTrace(h?: MsgHdrs, ctx: Context = context.active()): MsgHdrs | undefined {
+  let out = h;
+  propagation.inject(ctx, {}, { set: (_carrier, key, value) => (out ??= natsHeaders()).set(key, value) });
+  return out;
 }
 
 /** The remote parent carried by a message's headers (the root context when none). */

@@ -1,10 +1,25 @@
 import type { Message } from '@chat/contracts';
 import { iso, pgDriver, type Cursor, type Queryable } from '@chat/platform';
 import type { UserEvent } from './events.repository';
+import { sentEvents } from './user-events';
 
-/** What send_message (migration 004) answers. */
+/** What send_message (migrations 004, 005) answers. */
 export type SendResult =
   | { status: 'created'; message: Message; events: UserEvent[] }
+  | { status: 'existing'; message: Message }
+  | { status: 'unknown' | 'not_found' | 'blocked' | 'expired' };
+
+type SendReply =
+  | {
+      status: 'created';
+      message: Message;
+      senderId: string;
+      recipientId: string;
+      senderSeq: number;
+      recipientSeq: number;
+      total: number;
+      conversationUnread: number;
+    }
   | { status: 'existing'; message: Message }
   | { status: 'unknown' | 'not_found' | 'blocked' | 'expired' };
 
@@ -56,7 +71,7 @@ export class MessagesRepository {
     trace: Record<string, string> | null,
   ): Promise<SendResult> {
     try {
-      const { rows } = await this.db.query<{ r: SendResult }>('SELECT send_message($1, $2, $3, $4, $5, $6, $7, $8) AS r', [
+      const { rows } = await this.db.query<{ r: SendReply }>('SELECT send_message($1, $2, $3, $4, $5, $6, $7, $8) AS r', [
         messageId,
         m.conversationId,
         m.actor,
@@ -66,7 +81,8 @@ export class MessagesRepository {
         trace === null ? null : JSON.stringify(trace),
         m.deadline === undefined ? null : new Date(m.deadline),
       ]);
-      return rows[0]!.r;
+      const r = rows[0]!.r;
+      return r.status === 'created' ? { status: 'created', message: r.message, events: sentEvents(r) } : r;
     } catch (err) {
       // Raised (and so rolled back) when lock waits took the send past its deadline.
       if (err instanceof pgDriver().DatabaseError && err.hint === 'chat:expired') return { status: 'expired' };

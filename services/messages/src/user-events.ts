@@ -1,4 +1,4 @@
-import { DurableEventType } from '@chat/contracts';
+import { DurableEventType, type Message } from '@chat/contracts';
 import type { Queryable } from '@chat/platform';
 import { EventsRepository, type PendingEvent, type UserEvent } from './events.repository';
 import { MessagesRepository, type ConversationRow } from './messages.repository';
@@ -49,4 +49,31 @@ export async function readEvents(
       unread.payload = await unreadUpdated(tx, conv.id, readerId, read.unreadCount);
     },
   );
+}
+
+/**
+ * The three events a send wrote (send_message stores them and answers their
+ * parts): message.new for both users, then unread.updated for the recipient.
+ * Built exactly as stored, so a live delivery and a replay are the same.
+ */
+export function sentEvents(r: {
+  message: Message;
+  senderId: string;
+  recipientId: string;
+  senderSeq: number;
+  recipientSeq: number;
+  total: number;
+  conversationUnread: number;
+}): UserEvent[] {
+  const payload = { message: r.message };
+  return [
+    { userId: r.senderId, seq: r.senderSeq, type: DurableEventType.messageNew, payload },
+    { userId: r.recipientId, seq: r.recipientSeq, type: DurableEventType.messageNew, payload },
+    {
+      userId: r.recipientId,
+      seq: r.recipientSeq + 1,
+      type: DurableEventType.unreadUpdated,
+      payload: { total: r.total, conversationId: r.message.conversationId, conversationUnread: r.conversationUnread },
+    },
+  ];
 }
