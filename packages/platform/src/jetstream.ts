@@ -143,6 +143,13 @@ export type ConsumerOptions = ConsumerBase &
         handleBatch: (events: ConsumedEvent[]) => Promise<BatchResults>;
         /** At most MAX_BATCH (the client's buffer); a handler whose requests take bounded id lists asks for fewer. */
         maxBatch?: number;
+        /**
+         * How long a batch stays open for more events after its first one
+         * (0: only those already buffered). Under a steady stream a few ms
+         * turn many batches of one or two into a few full ones, at that much
+         * latency for a derived view.
+         */
+        lingerMs?: number;
         handle?: undefined;
       }
   );
@@ -211,7 +218,9 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
   }
   const spanAttributes = { 'chat.service': opts.service ?? opts.durable, 'messaging.system': 'nats' };
   const messages: ConsumerMessages = await consumer.consume({ max_messages: MAX_BATCH });
-  const done = opts.handleBatch ? batchLoop(opts.handleBatch, Math.max(1, Math.min(opts.maxBatch ?? MAX_BATCH, MAX_BATCH))) : singleLoop(opts.handle);
+  const done = opts.handleBatch
+    ? batchLoop(opts.handleBatch, Math.max(1, Math.min(opts.maxBatch ?? MAX_BATCH, MAX_BATCH)), opts.lingerMs ?? 0)
+    : singleLoop(opts.handle);
 
   async function singleLoop(handle: (subject: string, data: unknown) => Promise<void>) {
     for await (const m of messages) await handleOne(m, handle);
@@ -241,7 +250,7 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
    * event goes at once. The iterator hands buffered messages over in
    * microtasks, so a macrotask (setImmediate) resolving first means none is left.
    */
-  async function batchLoop(handleBatch: (events: ConsumedEvent[]) => Promise<BatchResults>, max: number) {
+  async function batchLoop(handleBatch: (events: ConsumedEvent[]) => Promise<BatchResults>, max: number, lingerMs: number) {
     const it = messages[Symbol.asyncIterator]();
     let next = it.next();
     for (;;) {
@@ -249,7 +258,7 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
       if (first.done) return;
       const batch = [first.value];
       next = it.next();
-      const drained = new Promise<typeof DRAINED>((resolve) => setImmediate(resolve, DRAINED));
+      const drained = new Promise<typeof DRAINED>((resolve) => (lingerMs > 0 ? setTimeout(resolve, lingerMs, DRAINED) : setImmediate(resolve, DRAINED)));
       let ended = false;
       while (batch.length < max) {
         const r = await Promise.race([next, drained]);

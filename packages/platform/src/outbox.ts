@@ -10,6 +10,7 @@ import { contextFromCarrier, injectTrace, inSpan, SpanKind, traceCarrier } from 
 const BATCH = 100;
 const IDLE_POLL_MS = 1000;
 const RETRY_MS = 1000;
+const PACE_MS = 5;
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
 
 /**
@@ -34,7 +35,8 @@ interface OutboxRow {
   id: string;
   event_id: string;
   subject: string;
-  payload: unknown;
+  /** The event's JSON as stored. */
+  payload: string;
   trace_context: Record<string, string> | null;
   [k: string]: unknown;
 }
@@ -61,7 +63,8 @@ export class OutboxRelay extends WorkLoop {
     log: Logger,
     registry?: Registry,
   ) {
-    super(log, 'outbox relay', RETRY_MS);
+    // Rounds back to back under load would each pay a transaction for a row or two; a few ms apart they carry dozens.
+    super(log, 'outbox relay', RETRY_MS, PACE_MS);
     this.js = jetstream(nc);
     if (registry) {
       this.published = new Counter({ name: 'chat_outbox_published_total', help: 'Outbox events published to JetStream', registers: [registry] });
@@ -110,11 +113,12 @@ export class OutboxRelay extends WorkLoop {
   async publishBatch(): Promise<number> {
     let failure: { reason: unknown } | undefined;
     const marked = await withTransaction(this.db, async (tx) => {
-      const { rows: lock } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked', [`${this.lockName}.outbox`]);
-      if (!lock[0]?.locked) return 0;
+      // The lock is taken once, before the rows are read (a one-time filter): no rows when another relay holds it.
+      // The payload stays text: published as stored, never parsed and printed again.
       const { rows } = await tx.query<OutboxRow>(
-        'SELECT id, event_id, subject, payload, trace_context FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1',
-        [BATCH],
+        `SELECT id, event_id, subject, payload::text AS payload, trace_context FROM outbox
+         WHERE (SELECT pg_try_advisory_xact_lock(hashtext($1))) AND published_at IS NULL ORDER BY id LIMIT $2`,
+        [`${this.lockName}.outbox`, BATCH],
       );
       const acks = await Promise.allSettled(rows.map((row) => this.publish(row)));
       const firstFailed = acks.findIndex((a) => a.status === 'rejected');
@@ -134,7 +138,7 @@ export class OutboxRelay extends WorkLoop {
   private publish(row: OutboxRow) {
     const subject = `${this.prefix}.events.${row.subject}`;
     return inSpan(`publish ${row.subject}`, { kind: SpanKind.PRODUCER, parent: contextFromCarrier(row.trace_context), attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, () =>
-      this.js.publish(subject, JSON.stringify(row.payload), { msgID: row.event_id, headers: injectTrace(natsHeaders()) }),
+      this.js.publish(subject, row.payload, { msgID: row.event_id, headers: injectTrace(natsHeaders()) }),
     );
   }
 

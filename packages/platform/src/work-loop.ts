@@ -16,6 +16,8 @@ export abstract class WorkLoop {
     protected readonly log: Logger,
     private readonly name: string,
     private readonly retryMs = 1000,
+    /** The least time from one round's start to the next's, kicked or not: work that keeps arriving is taken in batches. */
+    private readonly paceMs = 0,
   ) {}
 
   /** One round of work; resolves with how long to wait before the next (0: at once). */
@@ -41,12 +43,15 @@ export abstract class WorkLoop {
     while (this.running) {
       this.kicked = false;
       let waitMs: number;
+      const started = Date.now();
       try {
         waitMs = await this.round();
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, `${this.name}: round failed, retrying`);
         waitMs = this.retryMs;
       }
+      const pace = this.paceMs - (Date.now() - started);
+      if (pace > 0 && this.running) await new Promise((resolve) => setTimeout(resolve, pace));
       if (waitMs > 0) await this.sleep(waitMs);
     }
   }
