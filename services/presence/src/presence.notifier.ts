@@ -1,10 +1,19 @@
 import { BlockStatusSchema, ContactsReply, idRecord, EphemeralEventType, type EphemeralEvent, type Subjects } from '@chat/contracts';
-import { injectTrace, type BusClient, type Logger, type NatsConnection } from '@chat/platform';
+import { injectTrace, replyBudget, type BusClient, type Logger, type NatsConnection } from '@chat/platform';
 import { z } from 'zod';
+import { Limiter } from './limiter';
 
 const StatusMap = idRecord(BlockStatusSchema);
 /** `blocks.status-many` takes at most this many ids per request. */
 const STATUS_BATCH = 200;
+/** What one id adds to a `blocks.status-many` reply besides itself: `,"<id>":{"blockedByMe":false,"blockedByThem":false,"canMessage":true}` is 64. */
+const STATUS_ENTRY_BYTES = 70;
+/**
+ * Users whose contacts are being told at once. A gateway restart or a sweep
+ * can make thousands of users go on- or offline together; each costs a
+ * contacts lookup and block checks, and all at once they would time out.
+ */
+const CONCURRENCY = 32;
 
 /**
  * Tells a user's contacts (everyone who shares a conversation with them, less
@@ -18,6 +27,7 @@ const STATUS_BATCH = 200;
  */
 export class PresenceNotifier {
   private readonly queues = new Map<string, Promise<void>>();
+  private readonly limit = new Limiter(CONCURRENCY);
 
   constructor(
     private readonly nc: NatsConnection,
@@ -42,7 +52,7 @@ export class PresenceNotifier {
   private enqueue(userId: string, event: EphemeralEvent, requestId: string | undefined): void {
     const previous = this.queues.get(userId) ?? Promise.resolve();
     const next = previous
-      .then(() => this.send(userId, event, requestId))
+      .then(() => this.limit.run(() => this.send(userId, event, requestId)))
       .catch((err: unknown) => {
         this.log.warn({ err: (err as Error).message, userId, type: event.type, requestId }, 'presence: could not notify contacts');
       });
@@ -61,8 +71,22 @@ export class PresenceNotifier {
 
   /** The contacts not in a block with `userId`, either way. */
   private async unblocked(userId: string, contacts: string[], requestId: string | undefined): Promise<string[]> {
+    // Each reply must fit NATS too: long ids make fewer per request.
+    const budget = replyBudget(this.nc);
     const batches: string[][] = [];
-    for (let i = 0; i < contacts.length; i += STATUS_BATCH) batches.push(contacts.slice(i, i + STATUS_BATCH));
+    let batch: string[] = [];
+    let bytes = 0;
+    for (const id of contacts) {
+      const size = Buffer.byteLength(JSON.stringify(id)) + STATUS_ENTRY_BYTES;
+      if (batch.length > 0 && (batch.length >= STATUS_BATCH || bytes + size > budget)) {
+        batches.push(batch);
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(id);
+      bytes += size;
+    }
+    if (batch.length > 0) batches.push(batch);
     const statuses = await Promise.all(
       batches.map((otherIds) => this.bus.request(this.subjects.blocks.statusMany, { userId, otherIds }, StatusMap, { requestId })),
     );

@@ -11,6 +11,76 @@ const Ignored = z.unknown();
 const Refreshed = z.object({ refreshed: z.number().int() });
 
 /**
+ * Presence connects and disconnects in flight at once. Thousands of sockets
+ * opening or closing together (a restart, a network blip) would otherwise be
+ * thousands of requests at once, most timing out in presence's queue.
+ */
+const PRESENCE_CONCURRENCY = 64;
+/** Heartbeat requests in flight at once. */
+const HEARTBEAT_CONCURRENCY = 4;
+/**
+ * Connections per heartbeat request, whatever max_payload allows: presence
+ * runs a Redis script per 500 of them, so a request this size answers well
+ * within its timeout.
+ */
+const HEARTBEAT_MAX_CONNECTIONS = 5000;
+const HEARTBEAT_TIMEOUT_MS = 5000;
+/** Used when the server has not said its max_payload yet (NATS's default). */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/** Runs at most `max` tasks at once; the others wait in arrival order. */
+class Limiter {
+  private active = 0;
+  private queue: Array<() => void> = [];
+  private head = 0;
+
+  constructor(private readonly max: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active < this.max) this.active++;
+    else await new Promise<void>((resolve) => this.queue.push(resolve));
+    try {
+      return await task();
+    } finally {
+      // The slot passes straight to the next waiter, so `active` never over-counts.
+      if (this.head < this.queue.length) {
+        const next = this.queue[this.head++]!;
+        if (this.head > 1024 && this.head * 2 > this.queue.length) {
+          this.queue = this.queue.slice(this.head);
+          this.head = 0;
+        }
+        next();
+      } else this.active--;
+    }
+  }
+}
+
+/**
+ * Cuts the heartbeat's list into requests that fit NATS. Half of the
+ * server's max_payload leaves room for the headers (trace context, request
+ * id) and the envelope, and follows the server if it changes on a reconnect.
+ */
+function heartbeatChunks(conns: readonly ClientConnection[], maxPayload: number): ClientConnection[][] {
+  const budget = Math.floor(maxPayload / 2);
+  const chunks: ClientConnection[][] = [];
+  let chunk: ClientConnection[] = [];
+  let bytes = 0;
+  for (const c of conns) {
+    // Its entry and the comma before it, as JSON.stringify will write them.
+    const size = Buffer.byteLength(JSON.stringify({ userId: c.principal.id, connectionId: c.id })) + 1;
+    if (chunk.length > 0 && (bytes + size > budget || chunk.length >= HEARTBEAT_MAX_CONNECTIONS)) {
+      chunks.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(c);
+    bytes += size;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
+
+/**
  * The connections this gateway holds. While it holds at least one socket of a
  * user it subscribes to that user's delivery subject, so an event published
  * anywhere reaches every socket of the user on every gateway. It also keeps
@@ -18,7 +88,14 @@ const Refreshed = z.object({ refreshed: z.number().int() });
  */
 export class RealtimeHub {
   private readonly users = new Map<string, { sockets: Set<ClientConnection>; sub: Subscription }>();
+  /** Sockets whose presence connect is queued or in flight: left out of heartbeats, and their disconnect waits for it. */
+  private readonly announcing = new Map<ClientConnection, Promise<void>>();
+  private readonly presenceLimit = new Limiter(PRESENCE_CONCURRENCY);
+  /** Disconnects of closed sockets still queued or in flight: stop() waits for them before NATS is drained. */
+  private readonly goodbyes = new Set<Promise<void>>();
   private heartbeat: NodeJS.Timeout | undefined;
+  private heartbeating = false;
+  private stopping = false;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -38,7 +115,7 @@ export class RealtimeHub {
     for await (const status of this.nc.status()) {
       if (status.type !== 'reconnect') continue;
       for (const u of this.users.values()) for (const c of u.sockets) c.catchUp();
-      void this.refreshPresence();
+      this.refreshPresence();
     }
   }
 
@@ -59,10 +136,12 @@ export class RealtimeHub {
 
   /** Closes every socket with 1001 (going away) and tells presence they are gone. */
   async stop(): Promise<void> {
+    // The close handshakes end after NATS is drained: their goodbyes are said here instead.
+    this.stopping = true;
     clearInterval(this.heartbeat);
     const all = [...this.users.values()].flatMap((u) => [...u.sockets]);
     for (const c of all) c.close(1001, 'server shutting down');
-    await Promise.all(all.map((c) => this.presence('disconnect', c)));
+    await Promise.all([...all.map((c) => this.disconnect(c)), ...this.goodbyes]);
   }
 
   private attach(conn: ClientConnection): void {
@@ -79,7 +158,27 @@ export class RealtimeHub {
     }
     entry.sockets.add(conn);
     this.metrics.wsConnections.inc();
-    void this.presence('connect', conn);
+    this.announce(conn);
+  }
+
+  private isAttached(conn: ClientConnection): boolean {
+    return this.users.get(conn.principal.id)?.sockets.has(conn) === true;
+  }
+
+  /** Tells presence of a socket (again), unless that is already under way or the hub is stopping. */
+  private announce(conn: ClientConnection): void {
+    if (this.announcing.has(conn) || this.stopping) return;
+    const done = this.presenceLimit
+      // A socket that closed while it waited for a slot is not announced at all.
+      .run(() => (this.isAttached(conn) && !this.stopping ? this.presence('connect', conn) : Promise.resolve()))
+      .finally(() => this.announcing.delete(conn));
+    this.announcing.set(conn, done);
+  }
+
+  /** After its connect, so presence never sees a socket's goodbye before its hello. */
+  private async disconnect(conn: ClientConnection): Promise<void> {
+    await this.announcing.get(conn);
+    await this.presenceLimit.run(() => this.presence('disconnect', conn));
   }
 
   private detach(conn: ClientConnection): void {
@@ -91,7 +190,9 @@ export class RealtimeHub {
       entry.sub.unsubscribe();
       this.users.delete(conn.principal.id);
     }
-    void this.presence('disconnect', conn);
+    if (this.stopping) return;
+    const goodbye = this.disconnect(conn).finally(() => this.goodbyes.delete(goodbye));
+    this.goodbyes.add(goodbye);
   }
 
   private fanOut(userId: string, data: Uint8Array, trace: Context): void {
@@ -115,21 +216,45 @@ export class RealtimeHub {
   }
 
   /**
-   * Refreshes every socket's presence. If presence lost some (Redis flushed,
-   * or this gateway stalled past the TTL), each socket is announced again;
-   * connect is idempotent for the ones it still has.
+   * Refreshes every socket's presence, in requests sized to fit NATS. If
+   * presence lost some (Redis flushed, or this gateway stalled past the TTL),
+   * the sockets of each short request are announced again; connect is
+   * idempotent for the ones it still has. A cycle still running when the next
+   * is due makes that one skip: refreshes never pile up behind a slow presence.
    */
   private refreshPresence(): void {
-    const sockets = [...this.users.values()].flatMap((u) => [...u.sockets]);
+    if (this.heartbeating || this.stopping) return;
+    const sockets: ClientConnection[] = [];
+    for (const u of this.users.values()) for (const c of u.sockets) if (!this.announcing.has(c)) sockets.push(c);
     if (sockets.length === 0) return;
-    const connections = sockets.map((c) => ({ userId: c.principal.id, connectionId: c.id }));
-    this.bus
-      .request(this.s.presence.heartbeat, { connections }, Refreshed, { timeoutMs: 5000 })
-      .then(async ({ refreshed }) => {
-        if (refreshed >= connections.length) return;
-        this.log.warn({ missing: connections.length - refreshed }, 'presence lost connections: announcing them again');
-        for (const c of sockets) await this.presence('connect', c);
-      })
-      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'presence heartbeat failed'));
+    this.heartbeating = true;
+    void this.sendHeartbeat(sockets).finally(() => (this.heartbeating = false));
+  }
+
+  private async sendHeartbeat(sockets: readonly ClientConnection[]): Promise<void> {
+    const chunks = heartbeatChunks(sockets, this.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD);
+    const limit = new Limiter(HEARTBEAT_CONCURRENCY);
+    let missing = 0;
+    let failed = 0;
+    let error: string | undefined;
+    await Promise.all(
+      chunks.map((chunk) =>
+        limit.run(async () => {
+          try {
+            const connections = chunk.map((c) => ({ userId: c.principal.id, connectionId: c.id }));
+            const { refreshed } = await this.bus.request(this.s.presence.heartbeat, { connections }, Refreshed, { timeoutMs: HEARTBEAT_TIMEOUT_MS });
+            if (refreshed >= chunk.length) return;
+            missing += chunk.length - refreshed;
+            for (const c of chunk) if (this.isAttached(c)) this.announce(c);
+          } catch (err) {
+            failed++;
+            error = (err as Error).message;
+          }
+        }),
+      ),
+    );
+    if (missing > 0) this.log.warn({ missing }, 'presence lost connections: announcing them again');
+    // The next cycle retries; a chunk that keeps failing lets its sockets expire, as a dead gateway's would.
+    if (failed > 0) this.log.warn({ err: error, failed, requests: chunks.length, connections: sockets.length }, 'presence heartbeat failed');
   }
 }
