@@ -124,33 +124,31 @@ export class ConversationsRepository {
       if (!seen || s.version > seen.version) newest.set(s.conversationId, s);
     }
     if (newest.size === 0) return [];
-    const list = [...newest.values()];
-    const unread = list.flatMap((s) => s.unread.map((u) => ({ conversationId: s.conversationId, userId: u.userId, count: u.count })));
+    // One row per membership to change, joined on the primary key: the plan is
+    // an index lookup per row whatever the table's size (a join through the
+    // conversation id let the planner scan every membership for each batch).
+    // Every event lists both participants' unread counts, so each membership
+    // of the conversation has its row.
+    const rowsIn = [...newest.values()].flatMap((s) => s.unread.map((u) => ({ s, userId: u.userId, count: u.count })));
+    if (rowsIn.length === 0) return [];
     const { rows } = await this.db.query<{ user_id: string }>(
-      `WITH s AS (
-         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[], $4::timestamptz[]) AS s(conversation_id, version, last_message, last_message_at)
-       ), u AS (
-         SELECT * FROM unnest($5::uuid[], $6::text[], $7::int[]) AS u(conversation_id, user_id, count)
-       )
-       UPDATE memberships AS m SET
+      `UPDATE memberships AS m SET
          last_message = x.last_message,
          activity_at = CASE WHEN x.last_message_at IS NULL THEN m.activity_at ELSE GREATEST(m.activity_at, x.last_message_at) END,
-         unread_count = COALESCE(x.count, m.unread_count),
+         unread_count = x.count,
          version = x.version,
          updated_at = clock_timestamp()
-       FROM (SELECT m2.user_id, s.conversation_id, s.version, s.last_message, s.last_message_at, u.count
-             FROM s JOIN memberships m2 ON m2.conversation_id = s.conversation_id
-             LEFT JOIN u ON u.conversation_id = s.conversation_id AND u.user_id = m2.user_id) AS x
-       WHERE m.conversation_id = x.conversation_id AND m.user_id = x.user_id AND m.version < x.version
+       FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::jsonb[], $5::timestamptz[], $6::int[])
+            AS x(user_id, conversation_id, version, last_message, last_message_at, count)
+       WHERE m.user_id = x.user_id AND m.conversation_id = x.conversation_id AND m.version < x.version
        RETURNING m.user_id`,
       [
-        list.map((s) => s.conversationId),
-        list.map((s) => s.version),
-        list.map((s) => (s.lastMessage === null ? null : JSON.stringify(s.lastMessage))),
-        list.map((s) => s.lastMessageAt),
-        unread.map((u) => u.conversationId),
-        unread.map((u) => u.userId),
-        unread.map((u) => u.count),
+        rowsIn.map((r) => r.userId),
+        rowsIn.map((r) => r.s.conversationId),
+        rowsIn.map((r) => r.s.version),
+        rowsIn.map((r) => (r.s.lastMessage === null ? null : JSON.stringify(r.s.lastMessage))),
+        rowsIn.map((r) => r.s.lastMessageAt),
+        rowsIn.map((r) => r.count),
       ],
     );
     return rows.map((r) => r.user_id);
