@@ -1,4 +1,5 @@
 import { EphemeralEventType } from '@chat/contracts';
+import { Histogram } from 'prom-client';
 import { ensureEventStream, injectTrace, openCache, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { EventLog } from './event-log';
 import { startBlockReplicaConsumer, syncBlockReplica } from './block-replica';
@@ -22,6 +23,12 @@ export function startMessagesService(config: Config, log: Logger) {
       const events = new EventLog(db, nc, subjects, config.EVENTS_RETENTION_DAYS, log);
       events.startPruning();
       teardown.add('event pruning', async () => events.stop());
+      const batchSize = new Histogram({
+        name: 'chat_send_batch_size',
+        help: 'Sends committed together in one transaction (group commit); 1 when the system is idle',
+        buckets: [1, 2, 4, 8, 16, 32, 64],
+        registers: [metrics.registry],
+      });
       const { redis, requests } = openCache({ config, log, metrics, teardown }, 'messages', 'unread:*');
       const unreadCache = new UnreadCache(redis, requests, log);
       const service = new MessagesService(
@@ -36,7 +43,9 @@ export function startMessagesService(config: Config, log: Logger) {
         },
         (recipientId, payload) => nc.publish(subjects.deliver(recipientId), JSON.stringify({ type: EphemeralEventType.typing, payload }), { headers: injectTrace() }),
         () => replyBudget(nc),
+        log,
         unreadCache,
+        (size) => batchSize.observe(size),
       );
       let stopping = false;
       teardown.add('block replica sync', async () => void (stopping = true));

@@ -3,7 +3,25 @@ import { iso, pgDriver, type Cursor, type Queryable } from '@chat/platform';
 import type { UserEvent } from './events.repository';
 import { sentEvents } from './user-events';
 
-/** What send_message (migrations 004, 005) answers. */
+/** One send as send_messages takes it. */
+export interface SendItem {
+  id: string;
+  conversationId: string;
+  sender: string;
+  content: string;
+  clientMessageId: string | null;
+  eventId: string;
+  trace: Record<string, string> | null;
+  /** ISO time after which the caller no longer waits; null: none. */
+  deadline: string | null;
+}
+
+/** A batch was rolled back because lock waits took one of its stored sends past its deadline. */
+export class SendDeadlineError extends Error {
+  override name = 'SendDeadlineError';
+}
+
+/** What send_messages (migration 006) answers per item. */
 export type SendResult =
   | { status: 'created'; message: Message; events: UserEvent[] }
   | { status: 'existing'; message: Message }
@@ -60,34 +78,22 @@ export class MessagesRepository {
   constructor(private readonly db: Queryable) {}
 
   /**
-   * A whole send in one round trip (see send_message): with no network call
-   * inside, the pair's lock and the conversation's row lock are held only
-   * for the statement's own time.
+   * Sends in one call, one transaction and one commit (send_messages,
+   * migration 006): one result per item, in order. With no network call
+   * inside, every lock is held only for the statement's own time. Throws
+   * SendDeadlineError (everything rolled back) when a stored item's deadline
+   * passed while the batch waited for locks.
    */
-  async send(
-    m: { conversationId: string; actor: string; content: string; clientMessageId?: string | undefined; deadline?: number | undefined },
-    messageId: string,
-    eventId: string,
-    trace: Record<string, string> | null,
-  ): Promise<SendResult> {
+  async sendMany(items: readonly SendItem[]): Promise<SendResult[]> {
+    let replies: SendReply[];
     try {
-      const { rows } = await this.db.query<{ r: SendReply }>('SELECT send_message($1, $2, $3, $4, $5, $6, $7, $8) AS r', [
-        messageId,
-        m.conversationId,
-        m.actor,
-        m.content,
-        m.clientMessageId ?? null,
-        eventId,
-        trace === null ? null : JSON.stringify(trace),
-        m.deadline === undefined ? null : new Date(m.deadline),
-      ]);
-      const r = rows[0]!.r;
-      return r.status === 'created' ? { status: 'created', message: r.message, events: sentEvents(r) } : r;
+      const { rows } = await this.db.query<{ r: SendReply[] }>('SELECT send_messages($1::jsonb) AS r', [JSON.stringify(items)]);
+      replies = rows[0]!.r;
     } catch (err) {
-      // Raised (and so rolled back) when lock waits took the send past its deadline.
-      if (err instanceof pgDriver().DatabaseError && err.hint === 'chat:expired') return { status: 'expired' };
+      if (err instanceof pgDriver().DatabaseError && err.hint === 'chat:expired') throw new SendDeadlineError();
       throw err;
     }
+    return replies.map((r) => (r.status === 'created' ? { status: 'created', message: r.message, events: sentEvents(r) } : r));
   }
 
   /** Whether either user blocks the other, from this service's replica of blocks. */

@@ -10,7 +10,8 @@ import {
   type UnreadCount,
 } from '@chat/contracts';
 import { appendOutbox, countFitting, decodeCursor, iso, isUuid, newId, toPage, traceCarrier, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
-import { MessagesRepository, toMessage, type ConversationRow } from './messages.repository';
+import { MessagesRepository, toMessage, type ConversationRow, type SendItem } from './messages.repository';
+import { SendBatcher } from './send-batcher';
 import { type UserEvent } from './events.repository';
 import { readEvents } from './user-events';
 import type { UnreadCache } from './unread-cache';
@@ -38,6 +39,7 @@ const notFound = () => new ChatError('CONVERSATION_NOT_FOUND', 'conversation not
  */
 export class MessagesService {
   private readonly repo: MessagesRepository;
+  private readonly batcher: SendBatcher;
 
   constructor(
     private readonly db: Database,
@@ -47,19 +49,32 @@ export class MessagesService {
     private readonly onCommitted: (events: UserEvent[]) => Promise<void>,
     private readonly onTyping: (recipientId: string, payload: { conversationId: string; userId: string; isTyping: boolean }) => void,
     private readonly maxReplyBytes: () => number,
+    log: Logger,
     private readonly unreadCache?: UnreadCache,
+    onBatch?: (size: number) => void,
   ) {
     this.repo = new MessagesRepository(db);
+    this.batcher = new SendBatcher((items) => this.repo.sendMany(items), log, onBatch);
   }
 
   async send(input: SendInput, ctx: CallContext): Promise<{ message: Message; created: boolean }> {
     if (!isUuid(input.conversationId)) throw notFound();
     const expired = () => new ChatError('SERVICE_UNAVAILABLE', 'messages: the send waited past its deadline and was not stored; retry with the same clientMessageId');
     if (input.deadline !== undefined && Date.now() > input.deadline) throw expired();
-    let result = await this.repo.send(input, newId(), newId(), traceCarrier());
+    const item = (): SendItem => ({
+      id: newId(),
+      conversationId: input.conversationId,
+      sender: input.actor,
+      content: input.content,
+      clientMessageId: input.clientMessageId ?? null,
+      eventId: newId(),
+      trace: traceCarrier(),
+      deadline: input.deadline === undefined ? null : new Date(input.deadline).toISOString(),
+    });
+    let result = await this.batcher.submit(item());
     if (result.status === 'unknown') {
       await this.learnConversation(input.conversationId, ctx);
-      result = await this.repo.send(input, newId(), newId(), traceCarrier());
+      result = await this.batcher.submit(item());
     }
     switch (result.status) {
       case 'unknown':
