@@ -10,7 +10,7 @@ import { contextFromCarrier, injectTrace, inSpan, SpanKind, traceCarrier } from 
 const BATCH = 100;
 const IDLE_POLL_MS = 1000;
 const RETRY_MS = 1000;
-const PACE_MS = 5;
+const PACE_MS = 25;
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
 
 /**
@@ -63,7 +63,7 @@ export class OutboxRelay extends WorkLoop {
     log: Logger,
     registry?: Registry,
   ) {
-    // Rounds back to back under load would each pay a transaction for a row or two; a few ms apart they carry dozens.
+    // Rounds back to back would each pay a transaction (and wake every consumer) for a row or two; 25 ms apart they carry dozens.
     super(log, 'outbox relay', RETRY_MS, PACE_MS);
     this.js = jetstream(nc);
     if (registry) {

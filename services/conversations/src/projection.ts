@@ -79,7 +79,7 @@ export async function startProjection(
     replicas,
     service: 'conversations',
     handleBatch,
-    // A list is at most this much later than its messages; under load it makes one statement of many.
-    lingerMs: 10,
+    // A list is at most this much later than its messages (clients see messages live); it makes one statement of many.
+    lingerMs: 25,
   });
 }

@@ -235,8 +235,8 @@ export function startNotificationConsumer(nc: NatsConnection, prefix: string, no
     filterSubject: subjects(prefix).events.messageCreated,
     maxDeliver: MAX_DELIVER,
     maxBatch: BATCH,
-    // A push notification tolerates 25 ms more; a batch of many costs what a batch of one does.
-    lingerMs: 25,
+    // A push notification tolerates 100 ms more; a batch of many costs what a batch of one does.
+    lingerMs: 100,
     log,
     registry,
     replicas,
