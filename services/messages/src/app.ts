@@ -36,9 +36,14 @@ export function startMessagesService(config: Config, log: Logger) {
         bus,
         subjects,
         async (committed) => {
-          // Invalidate before the caller is answered, so the next read is never older than this write.
-          await Promise.all(committed.filter((e) => e.type === 'unread.updated').map((e) => unreadCache.invalidate(e.userId, e.seq)));
-          events.publish(committed);
+          // The recipient's cached badge is invalidated before anyone can learn of this write: the
+          // invalidations are issued now (ioredis writes them in the next setImmediate), the events
+          // published in the setImmediate after that, so Redis has the invalidation on its socket
+          // before any delivery leaves, and any read it answers after that comes after it. Not
+          // awaited: the round trip to Redis stays off the send's latency. (A failed invalidation
+          // drops the key; see UnreadCache.)
+          for (const e of committed) if (e.type === 'unread.updated') void unreadCache.invalidate(e.userId, e.seq);
+          setImmediate(() => events.publish(committed));
           relay.kick();
         },
         (recipientId, payload) => nc.publish(subjects.deliver(recipientId), JSON.stringify({ type: EphemeralEventType.typing, payload }), { headers: injectTrace() }),
