@@ -7,9 +7,13 @@ import type { Metrics } from './metrics';
 
 export type Row = Record<string, unknown>;
 
-/** Anything that runs one statement: the pool or a transaction's client. */
+/**
+ * Anything that runs one statement: the pool or a transaction's client.
+ * `prepare` names the statement: each connection parses and plans it once,
+ * then only binds and executes it (for statements on a hot path).
+ */
 export interface Queryable {
-  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<pg.QueryResult<R>>;
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[], opts?: { prepare?: string }): Promise<pg.QueryResult<R>>;
 }
 
 export interface Database extends Queryable {
@@ -22,10 +26,11 @@ const statementKind = (sql: string) => /^\s*(\w+)/.exec(sql)?.[1]?.toLowerCase()
 
 function instrument(target: { query: pg.Pool['query'] }, metrics: Metrics | undefined): Queryable {
   return {
-    async query<R extends Row>(sql: string, params?: readonly unknown[]) {
+    async query<R extends Row>(sql: string, params?: readonly unknown[], opts?: { prepare?: string }) {
       const end = metrics?.dbQuery.startTimer({ statement: statementKind(sql) });
       try {
-        return (await target.query(sql, params as unknown[])) as pg.QueryResult<R>;
+        const config = opts?.prepare ? { name: opts.prepare, text: sql, values: params as unknown[] } : undefined;
+        return (await (config ? target.query(config) : target.query(sql, params as unknown[]))) as pg.QueryResult<R>;
       } finally {
         end?.();
       }

@@ -43,7 +43,7 @@ export function createTokenVerifier(
     ...(config.JWT_ISSUER ? { issuer: config.JWT_ISSUER } : {}),
     ...(config.JWT_AUDIENCE ? { audience: config.JWT_AUDIENCE } : {}),
   };
-  return async (token) => {
+  const verify: TokenVerifier = async (token) => {
     let payload: JWTPayload;
     try {
       ({ payload } =
@@ -54,6 +54,28 @@ export function createTokenVerifier(
       throw new ChatError('UNAUTHORIZED', describeJoseError(err));
     }
     return principalFromClaims(payload);
+  };
+  // A shared secret has no key to rotate out from under a token, so a verified
+  // token stays verified until it expires: steady callers skip the HMAC (an
+  // async WebCrypto job). Key sets rotate; those tokens are verified each time.
+  return config.JWT_JWKS_URL ? verify : cachedVerifier(verify);
+}
+
+const VERIFIED_CACHE_SIZE = 10_000;
+const VERIFIED_TTL_MS = 60_000;
+
+function cachedVerifier(verify: TokenVerifier): TokenVerifier {
+  const verified = new Map<string, { principal: Principal; until: number }>();
+  return async (token) => {
+    const now = Date.now();
+    const hit = verified.get(token);
+    if (hit && now < hit.until) return hit.principal;
+    verified.delete(token);
+    const principal = await verify(token);
+    // Never past the token's own expiry (the leeway included), whatever the TTL.
+    verified.set(token, { principal, until: Math.min(now + VERIFIED_TTL_MS, principal.expiresAt + CLOCK_SKEW_S * 1000) });
+    if (verified.size > VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
+    return principal;
   };
 }
 

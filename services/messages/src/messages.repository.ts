@@ -87,7 +87,7 @@ export class MessagesRepository {
   async sendMany(items: readonly SendItem[]): Promise<SendResult[]> {
     let replies: SendReply[];
     try {
-      const { rows } = await this.db.query<{ r: SendReply[] }>('SELECT send_messages($1::jsonb) AS r', [JSON.stringify(items)]);
+      const { rows } = await this.db.query<{ r: SendReply[] }>('SELECT send_messages($1::jsonb) AS r', [JSON.stringify(items)], { prepare: 'send_messages' });
       replies = rows[0]!.r;
     } catch (err) {
       if (err instanceof pgDriver().DatabaseError && err.hint === 'chat:expired') throw new SendDeadlineError();

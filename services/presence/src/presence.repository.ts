@@ -87,20 +87,15 @@ export class PresenceRepository {
    */
   async query(userIds: readonly string[], now: number): Promise<Record<string, Presence>> {
     if (userIds.length === 0) return {};
-    const pipeline = this.redis.pipeline();
-    for (const id of userIds) {
-      pipeline.zcount(conns(id), `(${now}`, '+inf');
-      pipeline.get(lastseen(id));
-      pipeline.zscore(INDEX, id);
-    }
-    const results = (await pipeline.exec()) ?? [];
+    const keys = [INDEX, ...userIds.flatMap((id) => [conns(id), lastseen(id)])];
+    // Through an explicit pipeline: while Redis is away it fails at once (an auto-pipelined script call was seen to wait instead).
+    const [reply] = (await this.redis.pipeline().presenceQuery(keys.length, ...keys, now, ...userIds).exec()) ?? [];
+    if (!reply) throw new Error('presence query: no reply');
+    if (reply[0]) throw reply[0];
+    const results = reply[1] as Array<number | string | null>;
     const out = idMap<Presence>();
     userIds.forEach((id, i) => {
-      const [count, seen, expiry] = [0, 1, 2].map((k) => {
-        const [err, value] = results[i * 3 + k] ?? [new Error('presence query: missing pipeline result')];
-        if (err) throw err;
-        return value;
-      });
+      const [count, seen, expiry] = [results[i * 3], results[i * 3 + 1], results[i * 3 + 2]];
       const isOnline = Number(count) > 0;
       const pending = !isOnline && typeof expiry === 'string' ? this.lastRefresh(Number(expiry)) : undefined;
       out[id] = { isOnline, lastSeenAt: pending ?? (typeof seen === 'string' ? seen : null) };

@@ -94,12 +94,31 @@ end
 return n
 `;
 
+/**
+ * Read-only: the state of many users in one call (one command, one reply,
+ * instead of three commands per user). KEYS index, then conns and lastseen of
+ * each user · ARGV now, then the user ids → per user: live connections,
+ * lastseen (nil) and their index score (nil).
+ */
+const QUERY = `
+local out = {}
+local now = ARGV[1]
+for i = 2, #ARGV do
+  local k = 2 * (i - 1)
+  out[#out + 1] = redis.call('ZCOUNT', KEYS[k], '(' .. now, '+inf')
+  out[#out + 1] = redis.call('GET', KEYS[k + 1])
+  out[#out + 1] = redis.call('ZSCORE', KEYS[1], ARGV[i])
+end
+return out
+`;
+
 export const presenceScripts = {
   presenceConnect: { numberOfKeys: 2, lua: CONNECT },
   presenceDisconnect: { numberOfKeys: 3, lua: DISCONNECT },
   presenceExpire: { numberOfKeys: 3, lua: EXPIRE },
   // The number of keys varies: it is the first argument of each call.
   presenceHeartbeat: { lua: HEARTBEAT },
+  presenceQuery: { lua: QUERY },
 } as const;
 
 type Arg = string | number;
@@ -110,5 +129,6 @@ declare module 'ioredis' {
     presenceDisconnect(conns: string, index: string, lastseen: string, userId: string, connectionId: string, now: Arg, nowIso: string): Result<number, Context>;
     presenceExpire(conns: string, index: string, lastseen: string, userId: string, now: Arg, score: Arg, seenIso: string): Result<number, Context>;
     presenceHeartbeat(numberOfKeys: number, ...keysThenArgs: Arg[]): Result<number, Context>;
+    presenceQuery(numberOfKeys: number, ...keysThenArgs: Arg[]): Result<Array<number | string | null>, Context>;
   }
 }
