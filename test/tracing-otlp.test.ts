@@ -87,7 +87,8 @@ describe('OTLP export: with OTEL_EXPORTER_OTLP_ENDPOINT set, one send is one tra
       trace.some((s) => s.service === service && (typeof name === 'string' ? s.name === name : name.test(s.name)));
     expect(has('gateway', 'request messages.send')).toBe(true);
     expect(has('messages', 'messages.send')).toBe(true);
-    expect(trace.some((s) => s.service === 'messages' && s.scope === '@opentelemetry/instrumentation-pg' && /INSERT/.test(s.name))).toBe(true);
+    // The whole send is one prepared statement (SELECT send_messages(…)), named after it.
+    expect(trace.some((s) => s.service === 'messages' && s.scope === '@opentelemetry/instrumentation-pg' && /send_messages/.test(s.name))).toBe(true);
     expect(has('messages', 'publish message.created')).toBe(true);
     expect(has('conversations', 'conversations-projection process')).toBe(true);
     expect(has('notifications', 'notifications process')).toBe(true);
