@@ -1,7 +1,7 @@
 import { BlockStatusSchema, ContactsReply, idRecord, EphemeralEventType, type EphemeralEvent, type Subjects } from '@chat/contracts';
 import { injectTrace, replyBudget, type BusClient, type Logger, type NatsConnection } from '@chat/platform';
 import { z } from 'zod';
-import { Limiter } from './limiter';
+import pLimit from 'p-limit';
 
 const StatusMap = idRecord(BlockStatusSchema);
 /** `blocks.status-many` takes at most this many ids per request. */
@@ -27,7 +27,7 @@ const CONCURRENCY = 32;
  */
 export class PresenceNotifier {
   private readonly queues = new Map<string, Promise<void>>();
-  private readonly limit = new Limiter(CONCURRENCY);
+  private readonly limit = pLimit(CONCURRENCY);
 
   constructor(
     private readonly nc: NatsConnection,
@@ -52,7 +52,7 @@ export class PresenceNotifier {
   private enqueue(userId: string, event: EphemeralEvent, requestId: string | undefined): void {
     const previous = this.queues.get(userId) ?? Promise.resolve();
     const next = previous
-      .then(() => this.limit.run(() => this.send(userId, event, requestId)))
+      .then(() => this.limit(() => this.send(userId, event, requestId)))
       .catch((err: unknown) => {
         this.log.warn({ err: (err as Error).message, userId, type: event.type, requestId }, 'presence: could not notify contacts');
       });

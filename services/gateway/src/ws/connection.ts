@@ -110,9 +110,9 @@ export class ClientConnection {
     }
   }
 
-  /** Reads whatever the log holds past lastSeq: after NATS was away, deliveries may have been missed. */
-  catchUp(): void {
-    this.enqueue(async () => {
+  /** Reads whatever the log holds past lastSeq: after NATS was away, deliveries may have been missed. Resolves when done. */
+  catchUp(): Promise<void> {
+    return this.enqueue(async () => {
       // Services resubscribe after NATS returns at their own pace: try for a while, then leave it to the next gap fill.
       for (let attempt = 1; attempt <= 6; attempt++) {
         try {
@@ -293,11 +293,11 @@ export class ClientConnection {
     else this.after(Math.max(0, left), () => this.ws.close(1008, 'token expired'));
   }
 
-  private enqueue(task: () => Promise<void>): void {
-    this.chain = this.chain.then(task).catch((err: unknown) => {
+  private enqueue(task: () => Promise<void>): Promise<void> {
+    return (this.chain = this.chain.then(task).catch((err: unknown) => {
       this.log.warn({ err: (err as Error).message, userId: this.principal.id }, 'delivery to socket failed: closing so the client resumes');
       this.ws.close(1011, 'delivery failed: resume with since');
-    });
+    }));
   }
 
   private every(ms: number, fn: () => void): void {

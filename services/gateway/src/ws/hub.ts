@@ -1,3 +1,4 @@
+import pLimit from 'p-limit';
 import type { Subscription } from '@nats-io/transport-node';
 import type { WebSocket } from 'ws';
 import { DeliverySchema, type Subjects } from '@chat/contracts';
@@ -27,33 +28,6 @@ const HEARTBEAT_MAX_CONNECTIONS = 5000;
 const HEARTBEAT_TIMEOUT_MS = 5000;
 /** Used when the server has not said its max_payload yet (NATS's default). */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
-
-/** Runs at most `max` tasks at once; the others wait in arrival order. */
-class Limiter {
-  private active = 0;
-  private queue: Array<() => void> = [];
-  private head = 0;
-
-  constructor(private readonly max: number) {}
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active < this.max) this.active++;
-    else await new Promise<void>((resolve) => this.queue.push(resolve));
-    try {
-      return await task();
-    } finally {
-      // The slot passes straight to the next waiter, so `active` never over-counts.
-      if (this.head < this.queue.length) {
-        const next = this.queue[this.head++]!;
-        if (this.head > 1024 && this.head * 2 > this.queue.length) {
-          this.queue = this.queue.slice(this.head);
-          this.head = 0;
-        }
-        next();
-      } else this.active--;
-    }
-  }
-}
 
 /**
  * Cuts the heartbeat's list into requests that fit NATS. Half of the
@@ -90,7 +64,7 @@ export class RealtimeHub {
   private readonly users = new Map<string, { sockets: Set<ClientConnection>; sub: Subscription }>();
   /** Sockets whose presence connect is queued or in flight: left out of heartbeats, and their disconnect waits for it. */
   private readonly announcing = new Map<ClientConnection, Promise<void>>();
-  private readonly presenceLimit = new Limiter(PRESENCE_CONCURRENCY);
+  private readonly presenceLimit = pLimit(PRESENCE_CONCURRENCY);
   /** Disconnects of closed sockets still queued or in flight: stop() waits for them before NATS is drained. */
   private readonly goodbyes = new Set<Promise<void>>();
   private heartbeat: NodeJS.Timeout | undefined;
@@ -114,7 +88,8 @@ export class RealtimeHub {
   private async catchUpOnReconnect(): Promise<void> {
     for await (const status of this.nc.status()) {
       if (status.type !== 'reconnect') continue;
-      for (const u of this.users.values()) for (const c of u.sockets) c.catchUp();
+      // Bounded like the presence calls: 10,000 sockets must not ask the messages service all at once.
+      for (const u of this.users.values()) for (const c of u.sockets) void this.presenceLimit(() => c.catchUp());
       this.refreshPresence();
     }
   }
@@ -168,17 +143,17 @@ export class RealtimeHub {
   /** Tells presence of a socket (again), unless that is already under way or the hub is stopping. */
   private announce(conn: ClientConnection): void {
     if (this.announcing.has(conn) || this.stopping) return;
-    const done = this.presenceLimit
-      // A socket that closed while it waited for a slot is not announced at all.
-      .run(() => (this.isAttached(conn) && !this.stopping ? this.presence('connect', conn) : Promise.resolve()))
-      .finally(() => this.announcing.delete(conn));
+    // A socket that closed while it waited for a slot is not announced at all.
+    const done = this.presenceLimit(() => (this.isAttached(conn) && !this.stopping ? this.presence('connect', conn) : Promise.resolve())).finally(() =>
+      this.announcing.delete(conn),
+    );
     this.announcing.set(conn, done);
   }
 
   /** After its connect, so presence never sees a socket's goodbye before its hello. */
   private async disconnect(conn: ClientConnection): Promise<void> {
     await this.announcing.get(conn);
-    await this.presenceLimit.run(() => this.presence('disconnect', conn));
+    await this.presenceLimit(() => this.presence('disconnect', conn));
   }
 
   private detach(conn: ClientConnection): void {
@@ -233,13 +208,13 @@ export class RealtimeHub {
 
   private async sendHeartbeat(sockets: readonly ClientConnection[]): Promise<void> {
     const chunks = heartbeatChunks(sockets, this.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD);
-    const limit = new Limiter(HEARTBEAT_CONCURRENCY);
+    const limit = pLimit(HEARTBEAT_CONCURRENCY);
     let missing = 0;
     let failed = 0;
     let error: string | undefined;
     await Promise.all(
       chunks.map((chunk) =>
-        limit.run(async () => {
+        limit(async () => {
           try {
             const connections = chunk.map((c) => ({ userId: c.principal.id, connectionId: c.id }));
             const { refreshed } = await this.bus.request(this.s.presence.heartbeat, { connections }, Refreshed, { timeoutMs: HEARTBEAT_TIMEOUT_MS });
