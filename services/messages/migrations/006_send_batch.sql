@@ -82,7 +82,7 @@ END $$;
 -- A batch of sends in one transaction; answers one result per item, in order
 -- (statuses as send_one's). Every lock the batch needs is taken first, each
 -- kind in one global order: the user pairs' advisory locks (by key), then the
--- conversations' rows (by id), then the users' seq rows (by id). A single read
+-- conversations' rows (by id), then the users' seq rows (by id, byte order). A single read
 -- takes a conversation row then seq rows, and applying a block takes only a
 -- pair lock, so no two transactions of this schema wait on each other in a
 -- cycle. Raises (everything rolled back) when a stored item's deadline passed
@@ -91,32 +91,24 @@ CREATE FUNCTION send_messages(p_items jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
   k integer;
-  u text;
+  ids uuid[];
+  users text[];
   it jsonb;
   r jsonb;
   results jsonb := '[]'::jsonb;
   earliest timestamptz;
 BEGIN
-  FOR k IN
-    SELECT DISTINCT pair_lock_key(i.sender, CASE WHEN c.user_a = i.sender THEN c.user_b ELSE c.user_a END)
-    FROM jsonb_to_recordset(p_items) AS i(sender text, "conversationId" uuid)
-    JOIN conversations c ON c.id = i."conversationId" AND i.sender IN (c.user_a, c.user_b)
-    ORDER BY 1
-  LOOP
+  -- Looked up by primary key (= ANY of an array), never joined: a join let
+  -- the planner scan every conversation for each batch.
+  ids := ARRAY(SELECT DISTINCT (e.value->>'conversationId')::uuid FROM jsonb_array_elements(p_items) AS e ORDER BY 1);
+  FOR k IN SELECT DISTINCT pair_lock_key(c.user_a, c.user_b) FROM conversations c WHERE c.id = ANY(ids) ORDER BY 1 LOOP
     PERFORM pg_advisory_xact_lock_shared(hashtext('chat.user-pair'), k);
   END LOOP;
-  PERFORM 1 FROM conversations
-  WHERE id IN (SELECT i."conversationId" FROM jsonb_to_recordset(p_items) AS i("conversationId" uuid))
-  ORDER BY id FOR UPDATE;
-  FOR u IN
-    SELECT DISTINCT x.u COLLATE "C"
-    FROM jsonb_to_recordset(p_items) AS i(sender text, "conversationId" uuid)
-    JOIN conversations c ON c.id = i."conversationId" AND i.sender IN (c.user_a, c.user_b)
-    CROSS JOIN LATERAL (VALUES (c.user_a), (c.user_b)) AS x(u)
-    ORDER BY 1
-  LOOP
-    PERFORM reserve_seqs(u, 0);
-  END LOOP;
+  PERFORM 1 FROM conversations WHERE id = ANY(ids) ORDER BY id FOR UPDATE;
+  users := ARRAY(SELECT DISTINCT v.u FROM conversations c CROSS JOIN LATERAL (VALUES (c.user_a), (c.user_b)) AS v(u) WHERE c.id = ANY(ids));
+  -- A user's first event ever creates their row later, in send_one: rare, and a
+  -- deadlock it could cause is detected and the batch retried send by send.
+  PERFORM 1 FROM user_seqs WHERE user_id = ANY(users) ORDER BY user_id COLLATE "C" FOR UPDATE;
 
   FOR it IN SELECT value FROM jsonb_array_elements(p_items) LOOP
     r := send_one(it);
