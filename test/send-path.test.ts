@@ -160,6 +160,18 @@ describe('load shedding at the gateway', () => {
   });
 });
 
+describe('participants learnt ahead of the first send', () => {
+  it('a new conversation reaches the messages service through its conversation.created event, before any send', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    await eventually(async () => {
+      const { rows } = await db.query<{ user_a: string; user_b: string }>('SELECT user_a, user_b FROM messages.conversations WHERE id = $1', [conv]);
+      expect(rows.map((r) => [r.user_a, r.user_b].sort())).toEqual([[alice.id, bob.id].sort()]);
+      const { rows: parts } = await db.query('SELECT user_id FROM messages.participants WHERE conversation_id = $1', [conv]);
+      expect(parts).toHaveLength(2);
+    }, 5000);
+  });
+});
+
 describe('the messages service replica of blocks', () => {
   const applyBlock = async (change: { blockerId: string; blockedId: string; blocked: boolean; version: number }) =>
     (await nc.request(subjects(ctx.stack.config.NATS_PREFIX).messages.applyBlock, JSON.stringify(change), { timeout: 3000 })).json<{ ok: boolean }>();

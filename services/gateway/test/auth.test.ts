@@ -1,5 +1,5 @@
 import { SignJWT, generateKeyPair } from 'jose';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ChatError } from '@chat/contracts';
 import { bearerToken, createTokenVerifier, principalFromClaims } from '../src/auth';
 
@@ -129,5 +129,25 @@ describe('bearerToken', () => {
     expect(bearerToken('Bearer abc.def.ghi')).toBe('abc.def.ghi');
     expect(bearerToken('bearer   abc ')).toBe('abc');
     for (const h of [undefined, '', 'Bearer', 'Basic abc', 'Bearer a b', 'abc']) expect(bearerToken(h)).toBeUndefined();
+  });
+});
+
+describe('a verified HS256 token is remembered, never past its expiry', () => {
+  it('answers a repeat from memory, and refuses the token once exp plus the leeway has passed', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const verify = createTokenVerifier({ ...base, JWT_JWKS_COOLDOWN_MS: 30_000 });
+      const token = await sign(claims, { exp: now() + 10 });
+      expect((await verify(token)).id).toBe('user-1');
+      expect((await verify(token)).id).toBe('user-1');
+      // 10 s to exp, 30 s of leeway: 45 s on, the remembered verification has lapsed and jose refuses it.
+      vi.setSystemTime(Date.now() + 45_000);
+      await rejects(verify(token), /expired/);
+      // A forged twin (same claims, another key) is never taken for the remembered one.
+      vi.setSystemTime(Date.now() - 45_000);
+      await rejects(verify(await sign(claims, { secret: 'another-secret-0123456789-0123456789-xyz', exp: now() + 10 })), /signature/);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -60,9 +60,12 @@ BEGIN
   sender_seq := reserve_seqs(v_sender, 1);
   recipient_seq := reserve_seqs(other, 2);
   -- Read under the recipient's seq lock: includes every earlier committed change to their counts.
-  SELECT coalesce(sum(unread_count), 0) INTO recipient_total FROM participants WHERE user_id = other AND unread_count > 0;
-  SELECT jsonb_agg(jsonb_build_object('userId', user_id, 'count', unread_count) ORDER BY user_id) INTO unread
-  FROM participants WHERE conversation_id = v_conversation_id;
+  -- One statement for both: the conversation's two rows, and the recipient's rows with something unread.
+  SELECT jsonb_agg(jsonb_build_object('userId', user_id, 'count', unread_count) ORDER BY user_id) FILTER (WHERE conversation_id = v_conversation_id),
+         coalesce(sum(unread_count) FILTER (WHERE user_id = other AND unread_count > 0), 0)
+  INTO unread, recipient_total
+  FROM participants
+  WHERE conversation_id = v_conversation_id OR (user_id = other AND unread_count > 0);
 
   INSERT INTO user_events (user_id, seq, type, payload) VALUES
     (v_sender, sender_seq, 'message.new', jsonb_build_object('message', msg)),
@@ -98,6 +101,23 @@ DECLARE
   results jsonb := '[]'::jsonb;
   earliest timestamptz;
 BEGIN
+  IF jsonb_array_length(p_items) = 1 THEN
+    -- The common case when the system is not busy: the same locks, in the same order, in fewer statements.
+    it := p_items->0;
+    SELECT pair_lock_key(c.user_a, c.user_b), ARRAY[c.user_a, c.user_b] INTO k, users
+    FROM conversations c WHERE c.id = (it->>'conversationId')::uuid;
+    IF k IS NOT NULL THEN
+      PERFORM pg_advisory_xact_lock_shared(hashtext('chat.user-pair'), k);
+      PERFORM 1 FROM conversations WHERE id = (it->>'conversationId')::uuid FOR UPDATE;
+      PERFORM 1 FROM user_seqs WHERE user_id = ANY(users) ORDER BY user_id COLLATE "C" FOR UPDATE;
+    END IF;
+    r := send_one(it);
+    IF r->>'status' = 'created' AND (it->>'deadline')::timestamptz < clock_timestamp() THEN
+      RAISE EXCEPTION 'send deadline passed' USING ERRCODE = 'P0001', HINT = 'chat:expired';
+    END IF;
+    RETURN jsonb_build_array(r);
+  END IF;
+
   -- Looked up by primary key (= ANY of an array), never joined: a join let
   -- the planner scan every conversation for each batch.
   ids := ARRAY(SELECT DISTINCT (e.value->>'conversationId')::uuid FROM jsonb_array_elements(p_items) AS e ORDER BY 1);

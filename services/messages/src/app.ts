@@ -2,7 +2,7 @@ import { EphemeralEventType } from '@chat/contracts';
 import { Histogram } from 'prom-client';
 import { ensureEventStream, injectTrace, openCache, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { EventLog } from './event-log';
-import { startBlockReplicaConsumer, syncBlockReplica } from './block-replica';
+import { startBlockReplicaConsumer, startConversationConsumer, syncBlockReplica } from './replicas';
 import { MessagesRepository } from './messages.repository';
 import { messageEndpoints } from './handlers';
 import { MessagesService } from './messages.service';
@@ -43,8 +43,14 @@ export function startMessagesService(config: Config, log: Logger) {
           // awaited: the round trip to Redis stays off the send's latency. (A failed invalidation
           // drops the key; see UnreadCache.)
           for (const e of committed) if (e.type === 'unread.updated') void unreadCache.invalidate(e.userId, e.seq);
-          setImmediate(() => events.publish(committed));
           relay.kick();
+          // The deliveries leave before the reply: the recipient's latency is the one a chat is judged by.
+          await new Promise<void>((resolve) =>
+            setImmediate(() => {
+              events.publish(committed);
+              resolve();
+            }),
+          );
         },
         (recipientId, payload) => nc.publish(subjects.deliver(recipientId), JSON.stringify({ type: EphemeralEventType.typing, payload }), { headers: injectTrace() }),
         () => replyBudget(nc),
@@ -57,6 +63,8 @@ export function startMessagesService(config: Config, log: Logger) {
       const repo = new MessagesRepository(db);
       const replicaConsumer = await startBlockReplicaConsumer(nc, repo, config.NATS_PREFIX, log, metrics.registry, config.JETSTREAM_REPLICAS);
       teardown.add('block replica consumer', () => replicaConsumer.stop());
+      const conversationConsumer = await startConversationConsumer(nc, repo, config.NATS_PREFIX, log, metrics.registry, config.JETSTREAM_REPLICAS);
+      teardown.add('conversation consumer', () => conversationConsumer.stop());
       await syncBlockReplica(repo, bus, subjects, log, () => stopping);
       const warming = service
         .warmUnread(1000)

@@ -134,6 +134,18 @@ export class MessagesRepository {
     );
   }
 
+  /** Many conversations learnt at once (from conversation.created events): one statement. */
+  async insertConversations(list: ReadonlyArray<{ id: string; userIds: readonly [string, string] }>): Promise<void> {
+    if (list.length === 0) return;
+    await this.db.query(
+      `WITH c AS (
+         INSERT INTO conversations (id, user_a, user_b)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) ON CONFLICT (id) DO NOTHING RETURNING id, user_a, user_b)
+       INSERT INTO participants (conversation_id, user_id) SELECT c.id, u FROM c CROSS JOIN LATERAL (VALUES (c.user_a), (c.user_b)) AS v(u)`,
+      [list.map((c) => c.id), list.map((c) => c.userIds[0]), list.map((c) => c.userIds[1])],
+    );
+  }
+
   /** Locks the conversation for the rest of the transaction: sends and reads of one conversation take turns. */
   async lockConversation(id: string): Promise<ConversationRow> {
     const { rows } = await this.db.query<ConversationRow>('SELECT * FROM conversations WHERE id = $1 FOR UPDATE', [id]);

@@ -1,4 +1,4 @@
-import { BlockCreatedEvent, BlockRemovedEvent, BlockReplicaPage, subjects, type Subjects } from '@chat/contracts';
+import { BlockCreatedEvent, BlockRemovedEvent, BlockReplicaPage, ConversationCreatedEvent, subjects, type Subjects } from '@chat/contracts';
 import { PoisonEventError, runConsumer, type BusClient, type Logger, type NatsConnection } from '@chat/platform';
 import type { Registry } from 'prom-client';
 import type { MessagesRepository } from './messages.repository';
@@ -56,6 +56,29 @@ export function startBlockReplicaConsumer(nc: NatsConnection, repo: MessagesRepo
       if (!parsed.success) throw new PoisonEventError(`${subject} does not match its contract`);
       const { blockerId, blockedId, version } = parsed.data;
       await repo.applyBlock({ blockerId, blockedId, blocked: created, version: version ?? 0 });
+    },
+  });
+}
+
+/**
+ * Learns each new conversation's participants from its conversation.created
+ * event, so the first send of a conversation does not wait for a request to
+ * the conversations service (it still asks if it gets there first).
+ */
+export function startConversationConsumer(nc: NatsConnection, repo: MessagesRepository, prefix: string, log: Logger, registry?: Registry, replicas?: number) {
+  return runConsumer(nc, {
+    prefix,
+    durable: 'messages-conversations',
+    filterSubject: subjects(prefix).events.conversationCreated,
+    log,
+    registry,
+    replicas,
+    service: 'messages',
+    lingerMs: 10,
+    handleBatch: async (events) => {
+      const parsed = events.map((e) => ConversationCreatedEvent.safeParse(e.data));
+      await repo.insertConversations(parsed.flatMap((p) => (p.success ? [{ id: p.data.conversationId, userIds: p.data.userIds }] : [])));
+      return parsed.map((p, i) => (p.success ? undefined : new PoisonEventError(`${events[i]!.subject} does not match its contract`)));
     },
   });
 }
