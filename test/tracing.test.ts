@@ -71,8 +71,8 @@ describe('tracing: one REST send is one trace from the HTTP request to the SQL, 
       expect(server[0]!.attributes['chat.service']).toBe('messages');
       expect(parentId(server[0]!)).toBe(client[0]!.spanContext().spanId);
 
-      // The INSERT runs inside the messages handler's span.
-      const inserts = spans.filter((s) => s.instrumentationScope.name === PG && /INSERT/i.test(String(s.attributes['db.statement'] ?? s.attributes['db.query.text'] ?? s.name)));
+      // The send's statement (SELECT send_messages(…), which inserts everything) runs inside the messages handler's span.
+      const inserts = spans.filter((s) => s.instrumentationScope.name === PG && /send_messages/i.test(String(s.attributes['db.statement'] ?? s.attributes['db.query.text'] ?? s.name)));
       expect(inserts.length).toBeGreaterThan(0);
       for (const q of inserts) expect(ancestors(q, spans).map((s) => s.name)).toContain('messages.send');
       // Redis is traced too (the gateway's send limit, under the HTTP span).

@@ -94,6 +94,7 @@ CREATE FUNCTION send_messages(p_items jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
   k integer;
+  u text;
   ids uuid[];
   users text[];
   it jsonb;
@@ -109,7 +110,9 @@ BEGIN
     IF k IS NOT NULL THEN
       PERFORM pg_advisory_xact_lock_shared(hashtext('chat.user-pair'), k);
       PERFORM 1 FROM conversations WHERE id = (it->>'conversationId')::uuid FOR UPDATE;
-      PERFORM 1 FROM user_seqs WHERE user_id = ANY(users) ORDER BY user_id COLLATE "C" FOR UPDATE;
+      FOR u IN SELECT x FROM unnest(users) AS x ORDER BY x COLLATE "C" LOOP
+        PERFORM reserve_seqs(u, 0);
+      END LOOP;
     END IF;
     r := send_one(it);
     IF r->>'status' = 'created' AND (it->>'deadline')::timestamptz < clock_timestamp() THEN
@@ -126,9 +129,12 @@ BEGIN
   END LOOP;
   PERFORM 1 FROM conversations WHERE id = ANY(ids) ORDER BY id FOR UPDATE;
   users := ARRAY(SELECT DISTINCT v.u FROM conversations c CROSS JOIN LATERAL (VALUES (c.user_a), (c.user_b)) AS v(u) WHERE c.id = ANY(ids));
-  -- A user's first event ever creates their row later, in send_one: rare, and a
-  -- deadlock it could cause is detected and the batch retried send by send.
-  PERFORM 1 FROM user_seqs WHERE user_id = ANY(users) ORDER BY user_id COLLATE "C" FOR UPDATE;
+  -- One at a time, in order: reserving 0 creates a new user's row or locks an
+  -- existing one, so new and existing rows alike are locked in the one order
+  -- (creating them later, item by item, could cross another batch doing the same).
+  FOR u IN SELECT x FROM unnest(users) AS x ORDER BY x COLLATE "C" LOOP
+    PERFORM reserve_seqs(u, 0);
+  END LOOP;
 
   FOR it IN SELECT value FROM jsonb_array_elements(p_items) LOOP
     r := send_one(it);

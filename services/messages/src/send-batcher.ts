@@ -3,6 +3,10 @@ import { SendDeadlineError, type SendItem, type SendResult } from './messages.re
 
 /** Sends gathered into one call: enough to carry a burst, small enough that one batch stays a few ms. */
 const MAX_BATCH = 64;
+/** A lone send the database refused for a deadlock or a serialization conflict is tried this many times more. */
+const MAX_RETRIES = 3;
+const isRetryable = (err: unknown) => ['40P01', '40001'].includes((err as { code?: unknown }).code as string);
+
 /** Batches in flight at once: while they run the next one gathers, so batches grow with the load by themselves. */
 const MAX_IN_FLIGHT = 2;
 
@@ -17,7 +21,7 @@ const MAX_IN_FLIGHT = 2;
  * send's failure is that send's alone.
  */
 export class SendBatcher {
-  private queue: Array<{ item: SendItem; resolve: (r: SendResult) => void; reject: (err: unknown) => void }> = [];
+  private queue: Array<{ item: SendItem; resolve: (r: SendResult) => void; reject: (err: unknown) => void; attempts?: number }> = [];
   private inFlight = 0;
 
   constructor(
@@ -53,6 +57,8 @@ export class SendBatcher {
       if (batch.length === 1) {
         const b = batch[0]!;
         if (err instanceof SendDeadlineError) b.resolve({ status: 'expired' });
+        // PostgreSQL chose this transaction to break a deadlock (or a serialization conflict): nothing was written; try again.
+        else if (isRetryable(err) && (b.attempts = (b.attempts ?? 0) + 1) <= MAX_RETRIES) return this.flush(batch);
         else b.reject(err);
         return;
       }

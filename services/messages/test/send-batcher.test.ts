@@ -55,3 +55,24 @@ describe('SendBatcher', () => {
     expect(bad).toMatchObject({ status: 'rejected', reason: boom });
   });
 });
+
+describe('SendBatcher and deadlocks', () => {
+  it('a lone send chosen as a deadlock victim is tried again, and only a few times', async () => {
+    let calls = 0;
+    const deadlock = Object.assign(new Error('deadlock detected'), { code: '40P01' });
+    const flaky = new SendBatcher(async (items) => {
+      if (++calls === 1) throw deadlock;
+      return items.map((i) => ({ status: 'existing', message: { id: i.id } as never }));
+    }, log);
+    await expect(flaky.submit(item('once'))).resolves.toMatchObject({ status: 'existing' });
+    expect(calls).toBe(2);
+
+    let stuck = 0;
+    const always = new SendBatcher(async () => {
+      stuck++;
+      throw deadlock;
+    }, log);
+    await expect(always.submit(item('never'))).rejects.toBe(deadlock);
+    expect(stuck).toBe(4);
+  });
+});
