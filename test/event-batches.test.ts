@@ -89,6 +89,8 @@ describe('the conversations projection, per batch', () => {
       }),
     );
     await drained('conversations-projection');
+    // Its own outbox empty too, so the only UPDATEs counted below are the projection's.
+    await eventually(async () => expect((await db.query('SELECT 1 FROM conversations.outbox WHERE published_at IS NULL')).rows).toHaveLength(0), 10_000);
     await ctx.stack.services.conversations.stop();
 
     const poison = ['not json at all', JSON.stringify({ not: 'an event' })];
@@ -134,7 +136,8 @@ describe('the conversations projection, per batch', () => {
     // One UPDATE … FROM unnest per batch (the service's only UPDATE while nothing else changes), not one per event.
     const updates = await timesObserved(service, 'dbQuery', { statement: 'update' });
     expect(updates).toBeGreaterThan(0);
-    expect(updates, `statements for ${pending} events`).toBeLessThanOrEqual(Math.ceil(pending / 10));
+    // Unbatched it is one per event (the test fails so); batches that fill only partly on a loaded machine still stay far below.
+    expect(updates, `statements for ${pending} events`).toBeLessThanOrEqual(Math.ceil(pending / 5));
     // Only the two poison events were parked; the valid events of their batch were applied (above).
     expect((await deadLettered('conversations-projection')).sort()).toEqual([...poison].sort());
   });

@@ -27,19 +27,18 @@ export type SendResult =
   | { status: 'existing'; message: Message }
   | { status: 'unknown' | 'not_found' | 'blocked' | 'expired' };
 
-type SendReply =
-  | {
-      status: 'created';
-      message: Message;
-      senderId: string;
-      recipientId: string;
-      senderSeq: number;
-      recipientSeq: number;
-      total: number;
-      conversationUnread: number;
-    }
-  | { status: 'existing'; message: Message }
-  | { status: 'unknown' | 'not_found' | 'blocked' | 'expired' };
+/** What send_messages answers for a stored send: the message and its events' parts (sentEvents rebuilds them). */
+export interface SentParts {
+  message: Message;
+  senderId: string;
+  recipientId: string;
+  senderSeq: number;
+  recipientSeq: number;
+  total: number;
+  conversationUnread: number;
+}
+
+type SendReply = ({ status: 'created' } & SentParts) | Exclude<SendResult, { status: 'created' }>;
 
 export interface MessageRow {
   id: string;

@@ -1,7 +1,7 @@
-import { DurableEventType, type Message } from '@chat/contracts';
+import { DurableEventType } from '@chat/contracts';
 import type { Queryable } from '@chat/platform';
 import { EventsRepository, type PendingEvent, type UserEvent } from './events.repository';
-import { MessagesRepository, type ConversationRow } from './messages.repository';
+import { MessagesRepository, type ConversationRow, type SentParts } from './messages.repository';
 
 /**
  * Durable per-user events, written in the transaction of the send or read
@@ -52,19 +52,11 @@ export async function readEvents(
 }
 
 /**
- * The three events a send wrote (send_message stores them and answers their
+ * The three events a send wrote (send_messages stores them and answers their
  * parts): message.new for both users, then unread.updated for the recipient.
  * Built exactly as stored, so a live delivery and a replay are the same.
  */
-export function sentEvents(r: {
-  message: Message;
-  senderId: string;
-  recipientId: string;
-  senderSeq: number;
-  recipientSeq: number;
-  total: number;
-  conversationUnread: number;
-}): UserEvent[] {
+export function sentEvents(r: SentParts): UserEvent[] {
   const payload = { message: r.message };
   return [
     { userId: r.senderId, seq: r.senderSeq, type: DurableEventType.messageNew, payload },
