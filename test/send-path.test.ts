@@ -160,6 +160,24 @@ describe('load shedding at the gateway', () => {
   });
 });
 
+describe('the unread badge after a send', () => {
+  it('GET /unread-count asked the moment unread.updated arrives answers that total, never the cached one from before (the invalidation is not awaited, only ordered)', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    const { client: ws } = await connect(ctx.stack.gateway.port, { token: bob.token });
+    try {
+      for (let i = 1; i <= 5; i++) {
+        // Warm the cache with the total before the send.
+        expect((await ctx.api.get('/conversations/unread-count', bob.token)).body.data.total).toBe(i - 1);
+        expect((await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: `badge ${i}` })).status).toBe(201);
+        const frame = await ws.next((f) => f.type === 'unread.updated' && f.payload.total === i);
+        expect((await ctx.api.get('/conversations/unread-count', bob.token)).body.data).toMatchObject({ total: frame.payload.total });
+      }
+    } finally {
+      await ws.close();
+    }
+  });
+});
+
 describe('participants learnt ahead of the first send', () => {
   it('a new conversation reaches the messages service through its conversation.created event, before any send', async () => {
     const { alice, bob, conv } = await conversationPair(ctx.api);

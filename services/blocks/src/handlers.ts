@@ -1,6 +1,5 @@
-import { BlockByUsernameRequest, BlockReplicaPageRequest, BlockStatusManyRequest, BlockStatusRequest, ListBlocksRequest, type Subjects } from '@chat/contracts';
+import { BlockByUsernameRequest, BlockReplicaPageRequest, BlockStatusManyRequest, BlockStatusPairsRequest, BlockStatusRequest, ListBlocksRequest, type Subjects } from '@chat/contracts';
 import { endpoint, type EndpointDef } from '@chat/platform';
-import { BlockStatusPairsRequest } from '@chat/contracts';
 import type { BlocksService } from './blocks.service';
 
 export function blockEndpoints(s: Subjects['blocks'], service: BlocksService): EndpointDef[] {
