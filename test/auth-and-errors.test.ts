@@ -91,7 +91,8 @@ describe('error envelope', () => {
   it('an unknown route is 404 NOT_FOUND, inside and outside /api/chat', async () => {
     const user = await newUser('nf');
     expectError(await ctx.api.get('/no/such/route', user.token), 404, 'NOT_FOUND');
-    const outside = await fetch(`${ctx.stack.baseUrl}/nope`);
+    // Under /api/ but outside /api/chat: every other path belongs to the web chat (test/web-serving.test.ts).
+    const outside = await fetch(`${ctx.stack.baseUrl}/api/nope`);
     expect(outside.status).toBe(404);
     expect(((await outside.json()) as any).error.code).toBe('NOT_FOUND');
   });

@@ -23,7 +23,7 @@ describe('security headers and CORS (SPEC 8)', () => {
       await fetch(`${base}/healthz`),
       await fetch(`${base}/api/chat/conversations`, { headers: { authorization: `Bearer ${user.token}` } }),
       await fetch(`${base}/api/chat/conversations`),
-      await fetch(`${base}/nope`),
+      await fetch(`${base}/api/nope`),
       await fetch(`${base}/api/chat/conversations/with/x`, { method: 'POST', headers: { authorization: `Bearer ${user.token}` } }),
     ];
     for (const res of answers) {

@@ -1,4 +1,5 @@
 import { readFileSync, existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -6,6 +7,9 @@ import { PrefixSchema } from '@chat/contracts';
 import { invalidIpEntry } from './ip';
 
 export const DEV_JWT_SECRET = 'dev-only-secret-change-me-0123456789';
+
+/** Where `npm run build` leaves the web chat in this repository: found from this file, so any working directory works. */
+export const DEFAULT_WEB_DIR = fileURLToPath(new URL('../../web/dist', import.meta.url));
 
 const bool = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])])
@@ -49,6 +53,13 @@ export const ConfigSchema = z
     TRUST_PROXY: bool.default(false),
     TLS_CERT_FILE: optionalString,
     TLS_KEY_FILE: optionalString,
+    /** The web chat's build (index.html, assets/) that the gateway serves at `/`; a relative path is taken from the working directory at start. */
+    WEB_DIR: z
+      .string()
+      .trim()
+      .min(1)
+      .transform((v) => resolve(v))
+      .default(DEFAULT_WEB_DIR),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** OTLP/HTTP collector (Jaeger: http://jaeger:4318); spans go to `<endpoint>/v1/traces`. Unset: tracing off, the SDK never loaded. */
     OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url(['http:', 'https:']).optional()),

@@ -29,6 +29,7 @@ import { RateLimits } from './security/rate-limits';
 import { WsTickets } from './security/tickets';
 import { RealtimeHub } from './ws/hub';
 import { createUpgradeHandler } from './ws/upgrade';
+import { isWebPath, webHandler, webHeaders } from './web';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -96,8 +97,13 @@ export async function startGateway(config: Config, log: Logger) {
       strictTransportSecurity: hsts,
       crossOriginResourcePolicy: 'same-site',
     });
-    // The reference pages set their own (a CSP a browser page can work under); everything else gets the API's.
-    app.use((c, next) => (c.req.path === REFERENCE_PATH || c.req.path.startsWith(`${REFERENCE_PATH}/`) ? next() : apiHeaders(c, next)));
+    const pageHeaders = webHeaders(hsts);
+    // The reference pages set their own and the web chat gets one a browser page can work under; everything else gets the API's.
+    app.use((c, next) => {
+      const path = c.req.path;
+      if (path === REFERENCE_PATH || path.startsWith(`${REFERENCE_PATH}/`)) return next();
+      return isWebPath(path) ? pageHeaders(c, next) : apiHeaders(c, next);
+    });
     app.use('*', async (c, next) => {
       await next();
       if (c.res.headers.get('content-type') === 'application/json') c.header('Content-Type', 'application/json; charset=utf-8');
@@ -109,6 +115,8 @@ export async function startGateway(config: Config, log: Logger) {
       return c.json(r, r.ready ? 200 : 503);
     });
     app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType }));
+    // Only paths outside /api/ and the probes; anything else passes on to the routes below, unchanged.
+    app.get('/*', webHandler(config.WEB_DIR));
 
     const api = new Hono<GatewayEnv>();
     api.use(
