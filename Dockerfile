@@ -5,7 +5,8 @@
 #   docker build -t chat:local .
 #   docker run -e SERVICE=messages chat:local     # or: docker run chat:local messages
 #
-# TypeScript runs as it is through tsx (a production dependency): no build step.
+# TypeScript runs as it is through tsx (a production dependency); the only
+# build step is the web chat's static files (stage `web`).
 
 # ---- deps: production dependencies only, cached until a package.json or the lock changes
 FROM node:20-bookworm-slim AS deps
@@ -14,6 +15,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/contracts/package.json packages/contracts/
 COPY packages/platform/package.json packages/platform/
+COPY packages/client/package.json packages/client/
+COPY packages/web/package.json packages/web/
 COPY services/gateway/package.json services/gateway/
 COPY services/conversations/package.json services/conversations/
 COPY services/messages/package.json services/messages/
@@ -25,6 +28,17 @@ COPY services/notifications/package.json services/notifications/
 # a version notice and analytics).
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+# ---- web: the web chat's static build (Vite), served by the gateway at /.
+# Its toolchain is a dev dependency, so it builds here and only dist/ moves on.
+FROM deps AS web
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.base.json ./
+COPY packages/contracts/src ./packages/contracts/src
+COPY packages/client/src ./packages/client/src
+COPY packages/web ./packages/web
+RUN npm run build -w @chat/web
 
 # ---- runtime
 FROM node:20-bookworm-slim AS runtime
@@ -39,6 +53,7 @@ COPY tsconfig.json tsconfig.base.json ./
 COPY config ./config
 COPY packages/contracts/src ./packages/contracts/src
 COPY packages/platform/src ./packages/platform/src
+COPY --from=web /app/packages/web/dist ./packages/web/dist
 # Each service's src and migrations (.dockerignore leaves out tests and docs).
 COPY services ./services
 COPY --chmod=0755 deploy/docker/entrypoint.sh ./deploy/docker/

@@ -354,7 +354,9 @@ describe('Dockerfile', () => {
   it('has a deps stage and a runtime stage on node:20-bookworm-slim', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     expect(finalStage.from).toBe('node:20-bookworm-slim');
-    for (const s of stages) expect(s.from, 'every stage on the same Node').toMatch(/^node:20-bookworm-slim$/);
+    // Every stage on the same Node: the base image, or an earlier stage built on it.
+    for (const [i, s] of stages.entries())
+      expect([`node:20-bookworm-slim`, ...stages.slice(0, i).map((p) => p.name)], `stage ${s.name}`).toContain(s.from);
   });
 
   it('installs production dependencies only, in an earlier stage, after copying every workspace package.json', () => {
@@ -369,6 +371,14 @@ describe('Dockerfile', () => {
     const pkg = JSON.parse(read('package.json')) as { dependencies?: Record<string, string> };
     expect(pkg.dependencies).toHaveProperty('tsx');
     expect(finalStage.body.some((i) => i.keyword === 'COPY' && copySources(i.args).from === deps!.name)).toBe(true);
+  });
+
+  it('builds the web chat in its own stage and ships only its dist', () => {
+    const web = stages.find((s) => s.body.some((i) => i.keyword === 'RUN' && /npm run build -w @chat\/web/.test(i.args)));
+    expect(web, 'a stage building @chat/web').toBeDefined();
+    expect(web).not.toBe(finalStage);
+    const shipped = finalStage.body.filter((i) => i.keyword === 'COPY' && copySources(i.args).from === web!.name).flatMap((i) => copySources(i.args).sources);
+    expect(shipped).toEqual(['/app/packages/web/dist']);
   });
 
   it('copies only what runs, all of which exists', () => {
