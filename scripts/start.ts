@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { checkBackingServers, describeFailure, ensureDatabase, loadConfig, type Config } from '@chat/platform';
+import { buildWeb, webBuildIsStale } from './web-build';
 
 /**
  * npm start: checks PostgreSQL, NATS and Redis, creates the database, then
@@ -52,6 +53,18 @@ try {
   if (await ensureDatabase(config.DATABASE_URL)) process.stdout.write(`start: created database ${new URL(config.DATABASE_URL).pathname.slice(1)}\n`);
 } catch (err) {
   fail(`could not create the database: ${(err as Error).message}`);
+}
+
+// The web chat the gateway serves at /: built on the first start and after a
+// change to its sources, so `npm install && npm start` is all it takes.
+if (webBuildIsStale()) {
+  process.stdout.write('start: building the web chat (packages/web)\n');
+  try {
+    await buildWeb();
+  } catch (err) {
+    // The API does not need it: say so and go on.
+    process.stderr.write(`start: the web chat did not build, / will say so (${(err as Error).message.split('\n')[0]}); try \`npm run build\`\n`);
+  }
 }
 
 const children = new Map<string, ChildProcess>();
