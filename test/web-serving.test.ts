@@ -1,12 +1,17 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '@chat/platform';
+import { ownOrigin } from '../services/gateway/src/ws/upgrade';
 import { newUser } from './helpers/client';
 import { extraGateway, useStack } from './helpers/stack';
+import { tryUpgrade } from './helpers/ws';
 
 const WEB_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; connect-src 'self'; font-src 'self'; " +
@@ -218,6 +223,102 @@ describe('the gateway serves the web chat', () => {
       const res = await fetch(`${gateway.baseUrl}/`);
       expect(res.status).toBe(200);
       expect(await res.text()).toBe(INDEX);
+    });
+  });
+});
+
+describe('WebSocket upgrades from the gateway\'s own page', () => {
+  // CORS_ORIGINS lists neither 127.0.0.1 nor localhost on this port: only same-origin can let these in.
+  const ctx = useStack({ WEB_DIR: webDir, CORS_ORIGINS: 'https://app.example.com' });
+  const upgrade = async (origin: string, host: string) => {
+    const user = await newUser('own');
+    return tryUpgrade(ctx.stack.gateway.port, { token: user.token, origin, headers: { host } });
+  };
+
+  it('an Origin equal to the scheme and Host of the request is accepted, under any host name', async () => {
+    const port = ctx.stack.gateway.port;
+    expect((await upgrade(`http://127.0.0.1:${port}`, `127.0.0.1:${port}`)).status).toBe(101);
+    expect((await upgrade(`http://localhost:${port}`, `localhost:${port}`)).status).toBe(101);
+    expect((await upgrade('http://chat.internal.example', 'chat.internal.example:80')).status).toBe(101);
+  });
+
+  it('any other Origin is still 403 ORIGIN_NOT_ALLOWED, whatever the Host', async () => {
+    const port = ctx.stack.gateway.port;
+    for (const [origin, host] of [
+      ['http://evil.example', `127.0.0.1:${port}`],
+      [`http://127.0.0.1:${port}.evil.example`, `127.0.0.1:${port}`],
+      [`https://127.0.0.1:${port}`, `127.0.0.1:${port}`], // not the scheme it serves
+      [`http://127.0.0.1:${port + 1}`, `127.0.0.1:${port}`],
+      [`http://127.0.0.1:${port}`, `evil.example:${port}`],
+      [`http://127.0.0.1:${port}`, `127.0.0.1:${port}/x`],
+      ['null', `127.0.0.1:${port}`],
+    ]) {
+      const res = await upgrade(origin!, host!);
+      expect(res.status, `${origin} / ${host}`).toBe(403);
+      expect(res.body.error.code, `${origin} / ${host}`).toBe('ORIGIN_NOT_ALLOWED');
+    }
+  });
+
+  it('ownOrigin writes the origin as a browser does, and nothing for a Host that is not host[:port]', () => {
+    expect(ownOrigin('127.0.0.1:8080', false)).toBe('http://127.0.0.1:8080');
+    expect(ownOrigin('Chat.Example.COM', true)).toBe('https://chat.example.com');
+    expect(ownOrigin('chat.example.com:443', true)).toBe('https://chat.example.com');
+    expect(ownOrigin('[::1]:8080', false)).toBe('http://[::1]:8080');
+    for (const bad of [undefined, '', 'a@b.example', 'a.example/x', 'a.example:99999', 'a.example:8080:1', 'a b']) expect(ownOrigin(bad, false), String(bad)).toBeUndefined();
+  });
+
+  describe('under TLS', () => {
+    let dir: string;
+    let ca: Buffer;
+    let gateway: Awaited<ReturnType<typeof extraGateway>>;
+
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'chat-web-tls-'));
+      const cert = join(dir, 'cert.pem');
+      const key = join(dir, 'key.pem');
+      execFileSync('openssl', [
+        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+        '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', key, '-out', cert,
+      ], { stdio: 'ignore' });
+      ca = readFileSync(cert);
+      gateway = await extraGateway(ctx.stack, { TLS_CERT_FILE: cert, TLS_KEY_FILE: key });
+    });
+    afterAll(async () => {
+      await gateway?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    const wssUpgrade = async (origin: string) => {
+      const user = await newUser('tls');
+      const ws = new WebSocket(`wss://127.0.0.1:${gateway.port}/api/chat/ws?token=${user.token}`, { ca, origin });
+      return new Promise<number>((done, fail) => {
+        ws.once('open', () => {
+          ws.close();
+          done(101);
+        });
+        ws.once('unexpected-response', (_req, res: IncomingMessage) => {
+          res.resume();
+          done(res.statusCode ?? 0);
+        });
+        ws.once('error', fail);
+      });
+    };
+
+    it('the own origin is https://, and http:// of the same host is refused', async () => {
+      expect(await wssUpgrade(`https://127.0.0.1:${gateway.port}`)).toBe(101);
+      expect(await wssUpgrade(`http://127.0.0.1:${gateway.port}`)).toBe(403);
+    });
+
+    it('the web page carries Strict-Transport-Security under TLS', async () => {
+      const res = await new Promise<IncomingMessage>((done, fail) => {
+        const req = https.request({ host: '127.0.0.1', port: gateway.port, path: '/', ca }, done);
+        req.on('error', fail);
+        req.end();
+      });
+      res.resume();
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+      expect(res.headers['content-security-policy']).toBe(WEB_CSP);
     });
   });
 });

@@ -182,7 +182,7 @@ export async function startGateway(config: Config, log: Logger) {
       log,
     );
     teardown.add('websockets', () => hub.stop());
-    const upgrade = createUpgradeHandler({ corsOrigins: config.CORS_ORIGINS, gate, users, hub, log });
+    const upgrade = createUpgradeHandler({ corsOrigins: config.CORS_ORIGINS, tls: Boolean(tls), gate, users, hub, log });
     server.on('upgrade', (req, socket, head) => void upgrade(req, socket, head));
     const port = (server.address() as AddressInfo).port;
     log.info({ port }, 'gateway ready');

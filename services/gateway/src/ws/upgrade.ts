@@ -20,11 +20,14 @@ const STATUS_TEXT: Record<number, string> = {
 
 /**
  * Every check happens before the 101: path, IP denylist and ban, Origin
- * (exact match; none is a non-browser client), token or ticket, `since`. A refusal is an ordinary HTTP answer
+ * (one of CORS_ORIGINS or the gateway's own, exact match; none is a
+ * non-browser client), token or ticket, `since`. A refusal is an ordinary HTTP answer
  * with the SPEC's error body, and the socket is closed.
  */
 export function createUpgradeHandler(opts: {
   corsOrigins: readonly string[];
+  /** The gateway serves HTTPS/WSS itself, so its own pages are `https://`. */
+  tls: boolean;
   gate: Gate;
   users: UserSync;
   hub: RealtimeHub;
@@ -41,9 +44,11 @@ export function createUpgradeHandler(opts: {
       if (url.pathname !== WS_PATH) throw new ChatError('NOT_FOUND', 'no such route');
       const ip = opts.gate.clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for']);
       await opts.gate.admit(ip);
-      // Cross-site WebSocket hijacking: a browser always sends Origin, and only listed ones pass.
+      // Cross-site WebSocket hijacking: a browser always sends Origin, and only listed ones pass,
+      // or the gateway's own (the web chat it serves, under whatever name it was opened).
       const origin = req.headers.origin;
-      if (origin !== undefined && !opts.corsOrigins.includes(origin)) throw new ChatError('ORIGIN_NOT_ALLOWED', 'origin not allowed');
+      if (origin !== undefined && !opts.corsOrigins.includes(origin) && origin !== ownOrigin(req.headers.host, opts.tls))
+        throw new ChatError('ORIGIN_NOT_ALLOWED', 'origin not allowed');
       const ticket = url.searchParams.get('ticket');
       const token = url.searchParams.get('token') ?? bearerToken(req.headers.authorization);
       const credential: Credential = ticket !== null ? { ticket } : token ? { token } : undefined;
@@ -59,6 +64,23 @@ export function createUpgradeHandler(opts: {
       refuse(socket, e.code, e.message, requestId, e.details, e.retryAfterMs);
     }
   };
+}
+
+/**
+ * The origin of a page served by this gateway under the name the client used:
+ * the scheme it listens with and the Host header. A browser sets Host to the
+ * server it connects to, and a page elsewhere cannot make its Origin name this
+ * host, so equality admits only pages of this origin. Anything that is not a
+ * plain host[:port] gives none (no match).
+ */
+export function ownOrigin(host: string | undefined, tls: boolean): string | undefined {
+  if (host === undefined || !/^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/.test(host)) return undefined;
+  try {
+    // Through URL, as the browser writes Origin: lower case, the default port left out.
+    return new URL(`${tls ? 'https' : 'http'}://${host}`).origin;
+  } catch {
+    return undefined;
+  }
 }
 
 function refuse(socket: Duplex, code: ErrorCode, message: string, requestId: string, details?: unknown, retryAfterMs?: number): void {
