@@ -17,3 +17,4 @@ export * from './work-loop';
 export * from './ip';
 export * from './tracing';
 export * from './drivers';
+export * from './dev-users';

@@ -10,7 +10,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isChatError, subjects, WsTicketSchema } from '@chat/contracts';
-import { BusClient, connectNats, createRedis, describeActiveSpan, redisReady, Teardown, type Config, type Logger } from '@chat/platform';
+import { BusClient, connectNats, createRedis, describeActiveSpan, redisReady, SEED_USERNAMES, Teardown, type Config, type Logger } from '@chat/platform';
 import { bearerToken, createTokenVerifier } from './auth';
 import { Bus } from './bus';
 import { SendPath } from './send-path';
@@ -30,6 +30,7 @@ import { WsTickets } from './security/tickets';
 import { RealtimeHub } from './ws/hub';
 import { createUpgradeHandler } from './ws/upgrade';
 import { isWebPath, webHandler, webHeaders } from './web';
+import { DEV_SIGN_IN_PATH, devSignInEnabled, devSignInRoutes } from './dev-sign-in';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -142,8 +143,17 @@ export async function startGateway(config: Config, log: Logger) {
     api.route('/', messageRoutes(bus, limits, sends));
     api.route('/', accountRoutes(bus));
     api.route('/', eventRoutes(bus));
+    const devSignIn = devSignInEnabled(config);
     // Before the API's authentication: the document and its reference page are public (SPEC 3).
-    app.route('/', referenceRoutes(hsts));
+    app.route('/', referenceRoutes(hsts, { devSignIn }));
+    // Likewise, since its caller has no token yet; and absent, not refused, anywhere else.
+    if (devSignIn) {
+      app.route('/', devSignInRoutes(config, BODY_LIMIT_BYTES));
+      log.info(
+        { users: SEED_USERNAMES.length },
+        `development sign-in enabled: JWT_SECRET is the development default, so ${DEV_SIGN_IN_PATH}/users and ${DEV_SIGN_IN_PATH}/token hand out tokens for the seeded users`,
+      );
+    }
     app.route('/api/chat', api);
 
     app.notFound((c) => errorResponse(c, 'NOT_FOUND', 'no such route'));

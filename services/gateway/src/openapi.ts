@@ -24,6 +24,8 @@ import {
   WsTicketSchema,
 } from '@chat/contracts';
 
+import { DevTokenBody, DevTokenSchema, DevUserSchema } from './dev-sign-in';
+
 // `.openapi()` works here because @chat/contracts (imported above) extends zod first (contracts/src/zod.ts).
 
 type Method = 'get' | 'post' | 'put' | 'delete';
@@ -34,8 +36,8 @@ export interface RouteDoc {
   path: string;
   summary: string;
   description?: string;
-  tag: 'Conversations' | 'Messages' | 'Events' | 'Blocks' | 'Account' | 'WebSocket' | 'Reference';
-  /** Every route needs a bearer token except the reference itself. */
+  tag: 'Conversations' | 'Messages' | 'Events' | 'Blocks' | 'Account' | 'WebSocket' | 'Reference' | 'Development';
+  /** Every route needs a bearer token except the reference itself and development sign-in. */
   auth?: false;
   params?: z.ZodObject;
   query?: z.ZodType;
@@ -248,6 +250,34 @@ export const ROUTES: RouteDoc[] = [
   },
 ];
 
+const DEV_ONLY =
+  'Exists only in development: while JWT_SECRET is the development default, NODE_ENV is not production and JWT_JWKS_URL is unset ' +
+  '(a token signed with that public secret is no secret anyway). Anywhere else the path is an unknown route (404 NOT_FOUND), and this document leaves it out.';
+
+/** Development sign-in (dev-sign-in.ts): documented exactly when the gateway serves it, so the document still lists the router's routes. */
+export const DEV_ROUTES: RouteDoc[] = [
+  {
+    method: 'get',
+    path: '/dev/users',
+    tag: 'Development',
+    summary: 'The seeded users one can sign in as (development only)',
+    description: DEV_ONLY,
+    auth: false,
+    ok: { 200: { description: 'the users `npm run seed` creates', data: z.array(DevUserSchema) } },
+  },
+  {
+    method: 'post',
+    path: '/dev/token',
+    tag: 'Development',
+    summary: 'A 24 h token for a seeded user (development only)',
+    description: `${DEV_ONLY} The username matches case-insensitively.`,
+    auth: false,
+    body: { schema: DevTokenBody },
+    ok: { 200: { description: 'an HS256 token signed with JWT_SECRET, as `npm run token` makes', data: DevTokenSchema } },
+    errors: [...BODY_ERRORS, 'USER_NOT_FOUND', 'INTERNAL'],
+  },
+];
+
 /**
  * The WebSocket endpoint, which the upgrade handler serves (not the router).
  * OpenAPI cannot describe the frames; docs/websocket.md does.
@@ -335,14 +365,16 @@ function toRouteConfig(r: RouteDoc): RouteConfig {
   };
 }
 
-/** The OpenAPI 3.1 document, generated from the contracts' zod schemas (built once, on first use). */
-export function openApiDocument(): Record<string, unknown> {
-  cached ??= build();
-  return cached;
+/** The OpenAPI 3.1 document, generated from the contracts' zod schemas (built once per variant, on first use). */
+export function openApiDocument(opts: { devSignIn?: boolean } = {}): Record<string, unknown> {
+  const devSignIn = opts.devSignIn ?? false;
+  let doc = cached.get(devSignIn);
+  if (!doc) cached.set(devSignIn, (doc = build(devSignIn)));
+  return doc;
 }
-let cached: Record<string, unknown> | undefined;
+const cached = new Map<boolean, Record<string, unknown>>();
 
-function build(): Record<string, unknown> {
+function build(devSignIn: boolean): Record<string, unknown> {
   const registry = new OpenAPIRegistry();
   // Named components, so the document reads like SPEC's object list.
   for (const [name, schema] of [
@@ -359,7 +391,7 @@ function build(): Record<string, unknown> {
   ] as const)
     registry.register(name, schema);
   registry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' });
-  for (const r of ROUTES) registry.registerPath(toRouteConfig(r));
+  for (const r of devSignIn ? [...ROUTES, ...DEV_ROUTES] : ROUTES) registry.registerPath(toRouteConfig(r));
   registry.registerPath(wsRoute());
   return new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',

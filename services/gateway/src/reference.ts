@@ -40,9 +40,9 @@ const INIT = `window.ui = SwaggerUIBundle({ url: '/api/chat/openapi.json', dom_i
  * work under (own scripts and styles, Swagger UI's inline styles); the API
  * keeps `default-src 'none'`.
  */
-export function referenceRoutes(hsts: string | false) {
+export function referenceRoutes(hsts: string | false, opts: { devSignIn?: boolean } = {}) {
   const app = new Hono<GatewayEnv>();
-  app.get('/api/chat/openapi.json', (c) => c.json(openApiDocument()));
+  app.get('/api/chat/openapi.json', (c) => c.json(openApiDocument(opts)));
   app.use(
     `${REFERENCE_PATH}/*`,
     secureHeaders({
