@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts', 'packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'packages/*/test/**/*.test.ts', 'packages/*/test/**/*.test.tsx', 'services/*/test/**/*.test.ts'],
     pool: 'forks',
     // Builds the web chat when its sources changed: the browser tests load it from the gateway.
     globalSetup: ['test/global-setup.ts'],
