@@ -153,6 +153,19 @@ function OpenConversation({ conversation }: { conversation: Conversation }) {
           ))}
         </ol>
       </div>
+      {!atBottom && messages.length > 0 && (
+        <button
+          type="button"
+          className="button jump-to-newest"
+          aria-label="Jump to the newest message"
+          onClick={() => {
+            const el = list.current;
+            if (el) el.scrollTop = el.scrollHeight;
+          }}
+        >
+          ↓
+        </button>
+      )}
       <div className="typing-line" aria-live="polite">
         {typing.isOtherTyping && !blocked && (
           <span data-testid="typing-indicator">
@@ -214,7 +227,10 @@ function MessageRow({
       </div>
       {m.state === 'failed' && m.clientMessageId && (
         <div className="failed-line" role="alert">
-          <span className="error small">{errorText(m.error?.code, 'Not sent.')}</span>
+          <span className="error small">
+            {errorText(m.error?.code, 'Not sent.')}
+            {m.error?.code && <span className="code"> {m.error.code}</span>}
+          </span>
           <button type="button" className="button small" data-testid="retry-send" onClick={() => onRetry(m.clientMessageId!)}>
             Retry
           </button>

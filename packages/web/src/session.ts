@@ -55,10 +55,14 @@ function clearSession(): void {
   }
 }
 
-/** The development sign-in's users; `null` when the server has none (404: not in development). */
+/**
+ * The development sign-in's users; `null` when the server offers none: 404,
+ * or 401 where the route is not mounted and the API asks for a token like
+ * for any unknown path.
+ */
 export async function listDevUsers(): Promise<DevUser[] | null> {
   const res = await fetch(`${API}/dev/users`, { headers: { accept: 'application/json' } });
-  if (res.status === 404) return null;
+  if (res.status === 404 || res.status === 401 || res.status === 403) return null;
   if (!res.ok) throw new Error(`the server answered ${res.status}`);
   return ((await res.json()) as { data: DevUser[] }).data;
 }

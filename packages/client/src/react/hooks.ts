@@ -279,6 +279,11 @@ export function useBlock(username: string | undefined, initial?: BlockStatus) {
     initialDataUpdatedAt: 0, // a seed from the list: shown at once, asked again
     enabled: name !== '',
   });
+  // What the server says now goes to the conversation in the list too (its blockStatus was read with the list).
+  useEffect(() => {
+    const fresh = status.data;
+    if (fresh && name) store.setBlockStatus(name, (s) => (s.blockedByMe === fresh.blockedByMe && s.blockedByThem === fresh.blockedByThem && s.canMessage === fresh.canMessage ? s : fresh));
+  }, [store, name, status.data]);
   const blocked = (s: BlockStatus): BlockStatus => ({ ...s, blockedByMe: true, canMessage: false });
   const unblocked = (s: BlockStatus): BlockStatus => ({ ...s, blockedByMe: false, canMessage: !s.blockedByThem });
   const settle = (edit: (s: BlockStatus) => BlockStatus) => {

@@ -13,5 +13,6 @@ export const chatKeys = {
   messages: (conversationId: string) => ['chat', 'messages', conversationId] as const,
   unread: () => ['chat', 'unread'] as const,
   presence: (userId: string) => ['chat', 'presence', userId] as const,
+  blocks: () => ['chat', 'block'] as const,
   blockStatus: (username: string) => ['chat', 'block', username.toLowerCase()] as const,
 } satisfies Record<string, QueryKey | ((...args: string[]) => QueryKey)>;

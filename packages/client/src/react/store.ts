@@ -93,6 +93,9 @@ export class ChatStore {
     // A conversation the loaded pages do not hold (new, or further down): ask for the list again.
     if (list && !findConversation(list, message.conversationId)) void qc.invalidateQueries({ queryKey: listKey, exact: true });
     this.patch<Pages<Conversation>>(listKey, (d) => applyNewMessage(d, message).data);
+    // A new message where a block was shown: the block may be gone (there is no event for that); ask again.
+    const cached = findConversation(list, message.conversationId) ?? qc.getQueryData<Conversation>(chatKeys.conversation(message.conversationId));
+    if (cached && !cached.blockStatus.canMessage) void qc.invalidateQueries({ queryKey: chatKeys.blockStatus(cached.participant.username) });
   }
 
   private onRead(read: MessageRead): void {
@@ -180,7 +183,7 @@ export class ChatStore {
         this.blockedSends.add(e.clientMessageId);
         stale = true;
       }
-    if (stale) void this.queryClient.invalidateQueries({ queryKey: ['chat', 'block'] });
+    if (stale) void this.queryClient.invalidateQueries({ queryKey: chatKeys.blocks() });
   }
 
   // ---- commands the hooks use ----------------------------------------------
