@@ -17,15 +17,19 @@ export function App() {
   );
 }
 
-function Chat({ session }: { session: Session }) {
-  const route = useRoute();
+/** The token was refused for good (and a fresh one too): back to sign-in. Apart, so events re-render only this. */
+function SessionGuard() {
   const { state } = useChatConnection();
-  const unread = useUnreadCount().data?.total ?? 0;
-
-  // The token was refused for good (and a fresh one too): back to sign-in.
   useEffect(() => {
     if (state === 'unauthorized') signOut('Your session ended. Sign in again.');
   }, [state]);
+  return null;
+}
+
+function Chat({ session }: { session: Session }) {
+  const route = useRoute();
+  const unread = useUnreadCount().data?.total ?? 0;
+
   useEffect(() => {
     document.title = unread > 0 ? `(${unread}) Chat` : 'Chat';
   }, [unread]);
@@ -52,6 +56,7 @@ function Chat({ session }: { session: Session }) {
           Sign out
         </button>
       </header>
+      <SessionGuard />
       <ConnectionBanner />
       <div className="main">
         <aside className="sidebar" aria-label="Conversations">

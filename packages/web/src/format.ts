@@ -47,7 +47,7 @@ export function errorText(code: string | undefined, fallback = 'Something went w
     case 'USER_NOT_FOUND':
       return 'No user with that name.';
     case 'CANNOT_CHAT_WITH_SELF':
-      return 'That is you.';
+      return "You can't start a chat with yourself.";
     case 'VALIDATION_FAILED':
       return 'That is not a valid username.';
     case 'RATE_LIMITED':
