@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { createLogger, DEV_JWT_SECRET, userIdFor } from '@chat/platform';
@@ -38,6 +39,12 @@ async function tokenOf(username: string): Promise<string> {
 
 const POLL = { timeout: 10_000 };
 
+/** `SCREENSHOTS=docs/screenshots npx vitest run test/browser` refreshes the pictures in the docs. */
+const SHOTS = process.env.SCREENSHOTS;
+async function shot(user: ChatUser, name: string): Promise<void> {
+  if (SHOTS) await user.page.screenshot({ path: join(SHOTS, `${name}.png`) });
+}
+
 describe('the web chat in Chromium, two users', () => {
   it('sends and receives: the list shows the unread badge and the last message, the pane the text', async () => {
     const [alice, bob] = await pair('alice', 'bob');
@@ -53,7 +60,41 @@ describe('the web chat in Chromium, two users', () => {
     await sendText(bob, 'Hi Alice!');
     await expect.poll(() => messageTexts(alice), POLL).toEqual(['Hello Bob 👋', 'Hi Alice!']);
     await expect.poll(() => item.getByTestId('unread-badge').count(), POLL).toBe(0);
+    await sendText(alice, 'Are we still on for lunch tomorrow?\nThe new place by the station.');
+    await expect.poll(() => messageTexts(bob), POLL).toHaveLength(3);
+    await shot(alice, 'chat-alice');
+    await shot(bob, 'chat-bob');
     expect([...alice.errors, ...bob.errors]).toEqual([]);
+  });
+
+  it('is usable on a phone-sized screen: the list and the pane are screens of their own', async () => {
+    const phone = { width: 390, height: 844 };
+    const [heidi, ivan] = await Promise.all([openUser(browser, ctx.stack.baseUrl, 'heidi', phone), openUser(browser, ctx.stack.baseUrl, 'ivan', phone)]);
+    users.push(heidi, ivan);
+    if (SHOTS) {
+      const fresh = await browser.newContext({ baseURL: ctx.stack.baseUrl, viewport: { width: 1100, height: 760 } });
+      const page = await fresh.newPage();
+      await page.goto('/');
+      await page.getByTestId('signin-user-alice').waitFor();
+      await page.screenshot({ path: join(SHOTS, 'sign-in.png') });
+      await fresh.close();
+    }
+    await openChat(heidi, 'ivan');
+    expect(await heidi.page.getByTestId('back').isVisible()).toBe(true);
+    await sendText(heidi, 'Sent from a phone');
+    const item = ivan.page.locator('[data-testid="conversation-item"][data-username="heidi"]');
+    await expect.poll(() => item.getByTestId('unread-badge').textContent(), POLL).toBe('1');
+    await shot(ivan, 'list-phone');
+    await item.click();
+    await expect.poll(() => messageTexts(ivan), POLL).toEqual(['Sent from a phone']);
+    // Nothing is wider than the screen, and the controls are big enough to tap.
+    expect(await ivan.page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(phone.width);
+    const send = await ivan.page.getByTestId('composer-send').boundingBox();
+    expect(send!.height).toBeGreaterThanOrEqual(40);
+    expect(await item.isVisible()).toBe(false); // the pane has the whole screen
+    await shot(ivan, 'conversation-phone');
+    await ivan.page.getByTestId('back').click();
+    await expect.poll(() => item.isVisible(), POLL).toBe(true);
   });
 
   it('read receipts: the sender sees "Read" once the receiver opens the conversation', async () => {
