@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { createLogger, DEV_JWT_SECRET, userIdFor } from '@chat/platform';
@@ -192,6 +193,56 @@ describe('the web chat in Chromium, two users', () => {
     const stored = (await ctx.api.get(`/conversations/${await alice.page.evaluate(() => location.pathname.split('/').pop())}/messages`, await tokenOf('alice'))).body.data;
     expect(stored.map((m: { content: string }) => m.content).sort()).toEqual(['before the restart', 'from alice while down', 'from carol while down'].sort());
   }, 90_000);
+
+  it('offline and back: the banner says so, sends wait, and both sides catch up at once when the network returns', async () => {
+    const [frank, judy] = await pair('frank', 'judy');
+    await openChat(frank, 'judy');
+    await sendText(frank, 'are you there?');
+    await openChat(judy, 'frank');
+    await expect.poll(() => messageTexts(judy), POLL).toEqual(['are you there?']);
+
+    await judy.context.setOffline(true);
+    await expect.poll(() => judy.page.getByTestId('connection-banner').textContent(), POLL).toMatch(/offline/i);
+    await sendText(frank, 'hello?');
+    await sendText(frank, 'hello??');
+    await sendText(judy, 'sorry, on the train');
+    await expect.poll(() => messagesWithText(judy, 'sorry, on the train').getAttribute('data-state'), POLL).toBe('pending');
+    await judy.page.waitForTimeout(300);
+    expect(await messageTexts(frank)).toEqual(['are you there?', 'hello?', 'hello??']);
+
+    await judy.context.setOffline(false);
+    await expect.poll(() => judy.page.getByTestId('connection-banner').isVisible(), POLL).toBe(false);
+    const all = ['are you there?', 'hello?', 'hello??', 'sorry, on the train'];
+    await expect.poll(() => messageTexts(judy), POLL).toEqual(all);
+    await expect.poll(() => messageTexts(frank), POLL).toEqual(all);
+  });
+
+  it('back after the events were pruned: the page reloads over REST and says so', async () => {
+    const [heidi, judy] = await pair('heidi', 'judy');
+    await openChat(heidi, 'judy');
+    await sendText(heidi, 'before');
+    await openChat(judy, 'heidi');
+    await expect.poll(() => messageTexts(judy), POLL).toEqual(['before']);
+
+    await judy.context.setOffline(true);
+    await expect.poll(() => judy.page.getByTestId('connection-banner').isVisible(), POLL).toBe(true);
+    await sendText(heidi, 'while you were away');
+    await expect.poll(() => messagesWithText(heidi, 'while you were away').getAttribute('data-state'), POLL).toBe('sent');
+    // As if judy had been away past the retention: her log no longer holds what she missed.
+    const db = new pg.Client({ connectionString: ctx.stack.config.DATABASE_URL });
+    await db.connect();
+    try {
+      const judyId = userIdFor('judy');
+      const { rows } = await db.query('SELECT max(seq)::int AS latest FROM messages.user_events WHERE user_id = $1', [judyId]);
+      await db.query('UPDATE messages.user_seqs SET pruned_through = $2 WHERE user_id = $1', [judyId, rows[0].latest]);
+      await db.query('DELETE FROM messages.user_events WHERE user_id = $1', [judyId]);
+    } finally {
+      await db.end();
+    }
+    await judy.context.setOffline(false);
+    await expect.poll(() => judy.page.getByTestId('resync-notice').isVisible(), POLL).toBe(true);
+    await expect.poll(() => messageTexts(judy), POLL).toEqual(['before', 'while you were away']);
+  });
 
   it('message text is shown literally: markup is never run', async () => {
     const [bob, dave] = await pair('bob', 'dave');
