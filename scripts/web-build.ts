@@ -1,5 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -17,10 +19,23 @@ export function webBuildIsStale(): boolean {
   return SOURCES.some((s) => newest(join(ROOT, s)) > builtAt);
 }
 
-/** Builds the web chat with Vite (a dev dependency: absent from a production install). */
-export async function buildWeb(): Promise<void> {
-  const { build } = await import('vite');
-  await build({ root: WEB, configFile: join(WEB, 'vite.config.ts'), logLevel: 'warn', mode: 'production' });
+/**
+ * Builds the web chat with Vite (a dev dependency: absent from a production
+ * install), in a child process: a build sets NODE_ENV=production in the
+ * process that runs it, and every process started after it (the services
+ * under `npm start`, the test workers) would inherit that.
+ */
+export async function buildWeb(outDir = WEB_DIST): Promise<void> {
+  const require = createRequire(join(WEB, 'package.json'));
+  const vite = join(dirname(require.resolve('vite/package.json')), 'bin/vite.js');
+  const child = spawn(process.execPath, [vite, 'build', '--logLevel', 'warn', '--outDir', outDir, '--emptyOutDir'], { cwd: WEB, stdio: ['ignore', 'inherit', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += String(d)));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', resolve);
+  });
+  if (code !== 0) throw new Error(`vite build exited with ${code}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`);
 }
 
 function newest(path: string): number {
