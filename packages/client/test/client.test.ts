@@ -269,6 +269,8 @@ describe('ChatClient against the running system', () => {
     await eventually(async () => expect(await online()).toBe(true));
     b.client.close();
     expect(b.client.state).toBe('closed');
+    // Every listener is let go (the app's included): a closed client holds nothing alive.
+    expect((b.client as unknown as { emitter: { eventNames(): unknown[] } }).emitter.eventNames()).toEqual([]);
     await eventually(async () => expect(await online()).toBe(false), 5000);
     await new Promise((r) => setTimeout(r, 300));
     expect(b.net.opened).toBe(1);
