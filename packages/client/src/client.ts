@@ -204,7 +204,7 @@ export class ChatClient {
     if (existing) return existing;
     this.queue.add(entry);
     this.emitPending();
-    this.transmit(entry.clientMessageId);
+    this.pump(conversationId);
     return entry;
   }
 
@@ -215,13 +215,16 @@ export class ChatClient {
     const { error: _dropped, ...rest } = entry;
     this.queue.add({ ...rest, state: 'pending', attempts: 0 });
     this.emitPending();
-    this.transmit(clientMessageId);
+    this.pump(entry.conversationId);
   }
 
   /** Forgets a queued send (the user gave up on it). One already on its way may still be stored. */
   discard(clientMessageId: string): void {
     this.stopWaiting(clientMessageId);
-    if (this.queue.remove(clientMessageId)) this.emitPending();
+    const gone = this.queue.remove(clientMessageId);
+    if (!gone) return;
+    this.emitPending();
+    this.pump(gone.conversationId);
   }
 
   /** Pending and failed sends, oldest first; one conversation's when given. */
@@ -427,7 +430,7 @@ export class ChatClient {
     this.setState('open');
     this.emitter.emit('hello', hello);
     if (!first) this.armLiveness(hello.heartbeatMs);
-    for (const entry of this.queue.list()) if (entry.state === 'pending') this.transmit(entry.clientMessageId);
+    for (const conversationId of new Set(this.queue.list().map((e) => e.conversationId))) this.pump(conversationId);
   }
 
   private onDurable(event: DurableEvent): void {
@@ -489,10 +492,28 @@ export class ChatClient {
 
   // ---- the send queue ----------------------------------------------------
 
+  /**
+   * Sends a conversation's oldest pending message unless one of its sends
+   * is already on its way. One at a time per conversation: the gateway
+   * handles a socket's frames concurrently, so two sends in flight at once
+   * could be stored in either order, and the other user would read them so.
+   * A send costs one round trip; a human never notices the wait.
+   */
+  private pump(conversationId: string): void {
+    if (this._state !== 'open') return;
+    const queued = this.queue.list(conversationId);
+    if (queued.some((e) => this.isWaiting(e.clientMessageId))) return;
+    const head = queued.find((e) => e.state === 'pending');
+    if (head) this.transmit(head.clientMessageId);
+  }
+
+  private isWaiting(clientMessageId: string): boolean {
+    return this.retryTimers.has(clientMessageId) || [...this.inFlight.values()].some((f) => f.clientMessageId === clientMessageId);
+  }
+
   private transmit(clientMessageId: string): void {
     const entry = this.queue.get(clientMessageId);
-    if (!entry || entry.state !== 'pending' || this._state !== 'open') return;
-    if ([...this.inFlight.values()].some((f) => f.clientMessageId === clientMessageId) || this.retryTimers.has(clientMessageId)) return;
+    if (!entry || entry.state !== 'pending' || this._state !== 'open' || this.isWaiting(clientMessageId)) return;
     const id = this.nextFrameId('s');
     const sent = this.sendFrame({
       type: 'message.send',
@@ -517,6 +538,10 @@ export class ChatClient {
     clearTimeout(flight.timer);
     this.inFlight.delete(replyTo);
     if (payload?.message) this.confirm(flight.clientMessageId, payload.message);
+    else {
+      const entry = this.queue.get(flight.clientMessageId);
+      if (entry) this.pump(entry.conversationId); // an ack without the message: ask again (the id makes it safe)
+    }
   }
 
   private onErrorFrame(replyTo: string, payload: { code: ErrorCode; message: string; retryAfterMs?: number }): void {
@@ -552,11 +577,15 @@ export class ChatClient {
     if (!done) return;
     this.emitter.emit('sent', done);
     this.emitPending();
+    this.pump(done.conversationId);
   }
 
   private fail(clientMessageId: string, code: ErrorCode | 'ACK_TIMEOUT', message: string): void {
     this.stopWaiting(clientMessageId);
-    if (this.queue.update(clientMessageId, { state: 'failed', error: { code, message } })) this.emitPending();
+    const failed = this.queue.update(clientMessageId, { state: 'failed', error: { code, message } });
+    if (!failed) return;
+    this.emitPending();
+    this.pump(failed.conversationId); // the next one may still go through (a failure is this message's own)
   }
 
   private stopWaiting(clientMessageId: string): void {

@@ -76,6 +76,18 @@ describe('ChatClient against the running system', () => {
     expect((await storedMessages(conv, bob.token)).map((m) => m.id)).toEqual([message.id]);
   });
 
+  it('a burst of sends is stored in the order it was written, one conversation at a time', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    const a = makeClient(alice);
+    await opened(a.client);
+    const texts = Array.from({ length: 12 }, (_, i) => `burst ${i}`);
+    const entries = texts.map((t) => a.client.send(conv, t));
+    await eventually(async () => expect(a.client.pending()).toEqual([]), 10_000);
+    const stored = (await storedMessages(conv, bob.token)).reverse();
+    expect(stored.map((m) => m.content)).toEqual(texts);
+    expect(stored.map((m) => m.clientMessageId)).toEqual(entries.map((e) => e.clientMessageId));
+  });
+
   it('reconnects after the network drops and resumes with since: what was sent meanwhile arrives once, in order', async () => {
     const { alice, bob, conv } = await conversationPair(ctx.api);
     const b = makeClient(bob);
