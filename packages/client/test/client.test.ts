@@ -167,6 +167,28 @@ describe('ChatClient against the running system', () => {
     expect(pending).toContain('failed');
   });
 
+  it('a clientMessageId already used for other content fails for good (409), without a retry loop', async () => {
+    const { alice, conv } = await conversationPair(ctx.api);
+    expect((await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: 'original', clientMessageId: 'taken-1' })).status).toBe(201);
+    const net = new TestNetwork();
+    let sends = 0;
+    net.loseOutgoing = (f) => (f.type === 'message.send' && sends++, false);
+    const a = makeClient(alice, { net });
+    await opened(a.client);
+    a.client.send(conv, 'something else', { clientMessageId: 'taken-1' });
+    await eventually(async () => expect(a.client.pending(conv)[0]).toMatchObject({ state: 'failed', error: { code: 'IDEMPOTENCY_CONFLICT' } }));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sends).toBe(1);
+    // The id with its own content again is answered with the original message: a success, not an error.
+    a.client.discard('taken-1');
+    const [original] = await storedMessages(conv, alice.token);
+    const sent = new Promise<Message>((resolve) => a.client.on('sent', (x) => resolve(x.message)));
+    a.client.send(conv, 'original', { clientMessageId: 'taken-1' });
+    expect(await sent).toEqual(original);
+    expect(await storedMessages(conv, alice.token)).toEqual([original]);
+    expect(a.client.pending()).toEqual([]);
+  });
+
   it('sends made offline survive a reload (storage) and are sent once when the next client connects', async () => {
     const { alice, bob, conv } = await conversationPair(ctx.api);
     const storage = new MemoryStorage();
