@@ -139,4 +139,13 @@ describe('OpenAPI document and reference (no auth)', () => {
     const api = await fetch(`${ctx.stack.baseUrl}/api/chat/openapi.json`);
     expect(api.headers.get('content-security-policy')).toBe("default-src 'none'; frame-ancestors 'none'");
   });
+
+  it.each(['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf'])(
+    'an asset named %s, a member of every JavaScript object, is 404 NOT_FOUND, not a 500',
+    async (name) => {
+      const res = await fetch(`${ctx.stack.baseUrl}/api/chat/docs/assets/${name}`);
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
+    },
+  );
 });

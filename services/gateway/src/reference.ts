@@ -9,10 +9,11 @@ import type { GatewayEnv } from './http';
 export const REFERENCE_PATH = '/api/chat/docs';
 
 /** The Swagger UI files, served from the installed package: no CDN, so it works offline and under a strict CSP. */
-const ASSETS: Record<string, string> = {
-  'swagger-ui.css': 'text/css; charset=utf-8',
-  'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
-};
+// A Map, not an object: a name from the URL such as `__proto__` or `constructor` must not find Object.prototype's members.
+const ASSETS = new Map<string, string>([
+  ['swagger-ui.css', 'text/css; charset=utf-8'],
+  ['swagger-ui-bundle.js', 'text/javascript; charset=utf-8'],
+]);
 const assetDir = (createRequire(import.meta.url)('swagger-ui-dist') as { getAbsoluteFSPath(): string }).getAbsoluteFSPath();
 const assetCache = new Map<string, Buffer>();
 
@@ -63,7 +64,7 @@ export function referenceRoutes(hsts: string | false, opts: { devSignIn?: boolea
   app.get(`${REFERENCE_PATH}/init.js`, (c) => c.body(INIT, 200, { 'Content-Type': 'text/javascript; charset=utf-8' }));
   app.get(`${REFERENCE_PATH}/assets/:file`, (c) => {
     const file = c.req.param('file');
-    const type = ASSETS[file];
+    const type = ASSETS.get(file);
     if (!type) return c.notFound();
     let body = assetCache.get(file);
     if (!body) assetCache.set(file, (body = readFileSync(join(assetDir, file))));
