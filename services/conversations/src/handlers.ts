@@ -38,23 +38,30 @@ export function conversationEndpoints(s: Subjects['conversations'], service: Con
   ];
 }
 
-/** A username moves to whoever presents it last; two racing claims retry once. */
-async function upsertUser(db: Database, user: Parameters<UsersRepository['upsert']>[0], cache: ListCache | undefined) {
+/**
+ * A name stays with the first account to claim it (users.repository.ts
+ * `claim`). Two first claims racing for one name, or a release racing a
+ * claim, end in a unique violation or a deadlock for one of them: that one
+ * runs again and sees the winner.
+ */
+async function upsertUser(db: Database, user: Parameters<UsersRepository['claim']>[0], cache: ListCache | undefined) {
   for (let attempt = 0; ; attempt++) {
     try {
-      const { saved, changed } = await withTransaction(db, async (tx) => {
-        const repo = new UsersRepository(tx);
-        const before = (await repo.getMany([user.id]))[0];
-        await repo.releaseUsername(user.id, user.username);
-        const saved = await repo.upsert(user);
-        return { saved, changed: before !== undefined && JSON.stringify(before) !== JSON.stringify(saved) };
-      });
+      const { before, saved, promoted } = await withTransaction(db, (tx) => new UsersRepository(tx).claim(user));
+      const changed = before !== undefined && JSON.stringify(before) !== JSON.stringify(saved);
       // The profile shows in every contact's list: their cached first pages are out of date.
-      if (changed && cache) await cache.invalidate(await new ConversationsRepository(db).contacts(user.id));
+      if (cache && (changed || promoted !== undefined)) {
+        const conversations = new ConversationsRepository(db);
+        const stale = changed ? await conversations.contacts(user.id) : [];
+        if (promoted !== undefined) stale.push(...(await conversations.contacts(promoted)));
+        await cache.invalidate(stale);
+      }
       return saved;
     } catch (err) {
-      if (attempt < 2 && isUniqueViolation(err)) continue;
+      if (attempt < 4 && (isUniqueViolation(err) || isDeadlock(err))) continue;
       throw err;
     }
   }
 }
+
+const isDeadlock = (err: unknown): boolean => (err as { code?: unknown } | null)?.code === '40P01';
