@@ -13,7 +13,7 @@ import { SEED_MESSAGES, SEED_USERNAMES, displayNameFor, userIdFor } from './seed
 async function main() {
   const config = loadConfig();
   const log = createLogger('seed', 'warn');
-  const nc = await connectNats(config.NATS_URL, 'seed', log);
+  const nc = await connectNats(config, 'seed', log);
   const s = subjects(config.NATS_PREFIX);
   const bus = new BusClient(nc, 10_000);
   try {

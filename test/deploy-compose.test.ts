@@ -1,12 +1,16 @@
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { ConfigSchema, defaultMetricsPort } from '@chat/platform';
+import { COMMITTED_JWT_SECRETS, ConfigSchema, defaultMetricsPort, natsConnectOptions } from '@chat/platform';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { freePort } from './helpers/processes';
 
 /**
  * The container files — Dockerfile, docker-compose.yml, the image's
@@ -26,6 +30,8 @@ const CHAT = readdirSync(at('services'))
   .sort();
 const SERVICES = CHAT.filter((name) => name !== 'gateway');
 const BACKING = ['nats', 'postgres', 'redis'];
+const NATS_CONF = 'deploy/nats/nats.conf';
+const NATS_CONF_IN_CONTAINER = '/etc/nats/nats.conf';
 const HEALTHCHECK = 'deploy/docker/healthcheck.mjs';
 const ENTRYPOINT = 'deploy/docker/entrypoint.sh';
 
@@ -50,6 +56,7 @@ function words(v: unknown): string[] {
 const compose = dict(parseYaml(read('docker-compose.yml'), { merge: true }), 'docker-compose.yml');
 const services = dict(compose.services, 'services');
 const svc = (name: string) => dict(services[name], `services.${name}`);
+const natsConf = read(NATS_CONF);
 
 /** Compose's `${VAR}`, `${VAR:-default}`, `${VAR-default}` and `$$`, here with no variable set: the defaults a fresh checkout runs with. */
 function interpolate(value: string, env: Record<string, string> = {}): string {
@@ -63,17 +70,17 @@ function interpolate(value: string, env: Record<string, string> = {}): string {
   });
 }
 
-/** A service's environment (map or KEY=VALUE list), interpolated. */
-function environment(name: string): Record<string, string> {
+/** A service's environment (map or KEY=VALUE list), interpolated with `env` as the shell's (none: a fresh checkout's defaults). */
+function environment(name: string, env: Record<string, string> = {}): Record<string, string> {
   const raw = svc(name).environment;
   const out: Record<string, string> = {};
   if (Array.isArray(raw)) {
     for (const item of raw.map(String)) {
       const eq = item.indexOf('=');
-      out[eq < 0 ? item : item.slice(0, eq)] = eq < 0 ? '' : interpolate(item.slice(eq + 1));
+      out[eq < 0 ? item : item.slice(0, eq)] = eq < 0 ? '' : interpolate(item.slice(eq + 1), env);
     }
   } else if (isDict(raw)) {
-    for (const [k, v] of Object.entries(raw)) out[k] = v === null ? '' : interpolate(String(v));
+    for (const [k, v] of Object.entries(raw)) out[k] = v === null ? '' : interpolate(String(v), env);
   }
   return out;
 }
@@ -261,6 +268,12 @@ describe('docker-compose.yml', () => {
     for (const b of BACKING) expect(svc(b).healthcheck, `${b} has a health check to wait for`).toBeDefined();
   });
 
+  it('publishes the gateway on 127.0.0.1 only, unless GATEWAY_BIND_ADDRESS says otherwise', () => {
+    const published = (env: Record<string, string>) => list(svc('gateway').ports).map((p) => interpolate(String(p), env));
+    expect(published({})).toEqual(['127.0.0.1:8080:8080']);
+    expect(published({ GATEWAY_BIND_ADDRESS: '0.0.0.0' })).toEqual(['0.0.0.0:8080:8080']);
+  });
+
   it('publishes the gateway on 8080 and gives every chat process longer to stop than its drain', () => {
     expect(ports('gateway')).toContainEqual({ published: 8080, target: 8080 });
     // exitOnSignals forces the exit after graceMs; Compose's SIGKILL must come later.
@@ -270,14 +283,61 @@ describe('docker-compose.yml', () => {
 
   it('runs NATS with JetStream and a working health check, Redis with an append-only file, PostgreSQL 16 and Redis 7', () => {
     const nats = svc('nats');
-    expect(words(nats.command)).toContain('-js');
+    // JetStream and the monitoring port are set in the mounted config file (below, run for real).
+    expect(words(nats.command)).toEqual(['-c', NATS_CONF_IN_CONTAINER]);
+    expect(natsConf).toMatch(/^jetstream\s*\{[^}]*store_dir:\s*\/data/m);
+    expect(natsConf).toMatch(/^http:\s*(0\.0\.0\.0:)?8222$/m);
     expect(String(nats.image)).toMatch(/^nats:2\.10(\.\d+)*-alpine/); // the scratch image has no wget
     expect(words(dict(nats.healthcheck, 'nats.healthcheck').test).join(' ')).toMatch(/wget .*:8222\/healthz/);
-    expect(words(nats.command).join(' ')).toMatch(/-m 8222\b/);
     expect(words(svc('redis').command).join(' ')).toContain('--appendonly yes');
     expect(String(svc('postgres').image)).toMatch(/^postgres:16(\.\d+)*(-|$)/);
     expect(String(svc('redis').image)).toMatch(/^redis:7(\.\d+)*(-|$)/);
     for (const b of BACKING) expect(list(svc(b).volumes).length, `${b} keeps its data in a volume`).toBeGreaterThan(0);
+  });
+
+  it('mounts deploy/nats/nats.conf into NATS, which demands the user and password every chat process carries (one shared user)', () => {
+    expect(list(svc('nats').volumes)).toContain(`./${NATS_CONF}:${NATS_CONF_IN_CONTAINER}:ro`);
+    expect(natsConf).toMatch(/^authorization\s*\{/m);
+    expect(natsConf).not.toMatch(/no_auth_user/);
+    const server = environment('nats');
+    expect(server.NATS_USER).toBeTruthy();
+    expect(server.NATS_PASSWORD).toBeTruthy();
+    for (const name of CHAT) {
+      const env = environment(name);
+      expect([env.NATS_USER, env.NATS_PASSWORD], name).toEqual([server.NATS_USER, server.NATS_PASSWORD]);
+      // An operator's own password reaches the server and every process alike.
+      expect(environment(name, { NATS_PASSWORD: 'own-pw' }).NATS_PASSWORD).toBe(environment('nats', { NATS_PASSWORD: 'own-pw' }).NATS_PASSWORD);
+    }
+  });
+
+  it('that NATS configuration, run by the real nats-server with compose\u2019s values, refuses a client without credentials or with a wrong password and accepts the chat processes\u2019 (JetStream on)', async () => {
+    const env = environment('gateway');
+    const store = mkdtempSync(join(tmpdir(), 'chat-compose-nats-'));
+    const [port, http] = [await freePort(), await freePort()];
+    // Only the listen addresses (flags override the file) and the store (a copy with its path swapped) move; the rest is the file compose mounts.
+    const conf = join(store, 'nats.conf');
+    writeFileSync(conf, natsConf.replace(/store_dir:\s*\/data/, `store_dir: ${JSON.stringify(join(store, 'js'))}`));
+    const child = spawn('/usr/sbin/nats-server', ['-c', conf, '-a', '127.0.0.1', '-p', String(port), '-m', String(http)], {
+      env: { ...process.env, ...environment('nats') },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    try {
+      let log = '';
+      await new Promise<void>((ok, fail) => {
+        child.stderr.on('data', (d) => ((log += String(d)), log.includes('Server is ready') && ok()));
+        child.once('exit', (code) => fail(new Error(`nats-server exited with ${code}: ${log}`)));
+      });
+      const servers = `127.0.0.1:${port}`;
+      await expect(natsConnect({ servers, reconnect: false })).rejects.toThrow(/Authorization Violation/);
+      await expect(natsConnect({ servers, reconnect: false, user: env.NATS_USER, pass: 'wrong' })).rejects.toThrow(/Authorization Violation/);
+      const nc = await natsConnect({ ...natsConnectOptions({ ...env, NATS_URL: `nats://${servers}` }), reconnect: false });
+      const info = await nc.request('$JS.API.INFO', undefined, { timeout: 3000 });
+      expect(info.json<{ type?: string }>().type).toBe('io.nats.jetstream.api.v1.account_info_response');
+      await nc.close();
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(store, { recursive: true, force: true });
+    }
   });
 
   it('protects PostgreSQL with a password (no trust auth) that DATABASE_URL carries', () => {
@@ -300,12 +360,24 @@ describe('docker-compose.yml', () => {
       for (const key of Object.keys(environment(name))) expect(known.has(key) || key.startsWith('OTEL_'), `${name}: ${key}`).toBe(true);
   });
 
-  it('gives every chat process a configuration that loads under NODE_ENV=production, pointing at the compose hosts', () => {
+  it('runs visibly as development by default (a committed JWT secret), and as production only with a JWT secret of one\u2019s own; pointing at the compose hosts', () => {
+    const own = randomBytes(48).toString('base64');
     for (const name of CHAT) {
       const env = environment(name);
-      const parsed = ConfigSchema.safeParse({ ...env, NODE_ENV: 'production' });
+      // The image sets NODE_ENV=production; compose overrides it unless the operator sets it.
+      expect(env.NODE_ENV, `${name}: development unless NODE_ENV is set`).toBe('development');
+      const parsed = ConfigSchema.safeParse(env);
       expect(parsed.success, `${name}: ${JSON.stringify(parsed.error?.issues)}`).toBe(true);
       expect(env.JWT_SECRET, `${name}: a JWT secret is set`).toBeTruthy();
+      expect(COMMITTED_JWT_SECRETS, `${name}: the default secret is known to be committed (the gateway warns of it)`).toContain(env.JWT_SECRET);
+      // NODE_ENV=production with compose's own secret: refused at start, naming JWT_SECRET.
+      const refused = ConfigSchema.safeParse(environment(name, { NODE_ENV: 'production' }));
+      expect(refused.success, `${name}: production with the committed secret`).toBe(false);
+      expect(refused.error?.issues.map((i) => i.path.join('.'))).toContain('JWT_SECRET');
+      const prod = environment(name, { NODE_ENV: 'production', JWT_SECRET: own });
+      expect([prod.NODE_ENV, prod.JWT_SECRET]).toEqual(['production', own]);
+      const accepted = ConfigSchema.safeParse(prod);
+      expect(accepted.success, `${name} in production: ${JSON.stringify(accepted.error?.issues)}`).toBe(true);
       expect(new URL(env.REDIS_URL!).hostname).toBe('redis');
       expect(new URL(env.NATS_URL!).hostname).toBe('nats');
       const otel = new URL(env.OTEL_EXPORTER_OTLP_ENDPOINT!);

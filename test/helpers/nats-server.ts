@@ -12,12 +12,22 @@ export interface OwnNatsServer {
   stop(): Promise<void>;
 }
 
+export interface NatsServerSettings {
+  maxPayload?: number;
+  /** `authorization { users }`: password users and NKey users (by public key). Set, a client without credentials is refused. */
+  users?: Array<{ user: string; password: string } | { nkey: string }>;
+  /** `tls { }`: PEM files; `verify` makes the server demand a client certificate signed by `caFile`. */
+  tls?: { certFile: string; keyFile: string; caFile?: string; verify?: boolean };
+}
+
+const quote = (v: string) => JSON.stringify(v);
+
 /**
  * A nats-server of the test's own, with JetStream in a temporary store, on a
  * free local port: for settings the shared server must not change (a small
- * `max_payload`). Resolves once it accepts clients.
+ * `max_payload`, credentials, TLS). Resolves once it accepts clients.
  */
-export async function startNatsServer(settings: { maxPayload?: number } = {}): Promise<OwnNatsServer> {
+export async function startNatsServer(settings: NatsServerSettings = {}): Promise<OwnNatsServer> {
   const dir = mkdtempSync(join(tmpdir(), 'chat-nats-'));
   const port = await freePort();
   const conf = join(dir, 'nats.conf');
@@ -26,6 +36,25 @@ export async function startNatsServer(settings: { maxPayload?: number } = {}): P
     [
       `listen: "127.0.0.1:${port}"`,
       ...(settings.maxPayload === undefined ? [] : [`max_payload: ${settings.maxPayload}`]),
+      ...(settings.users
+        ? [
+            'authorization {',
+            '  users: [',
+            ...settings.users.map((u) => ('nkey' in u ? `    { nkey: ${quote(u.nkey)} }` : `    { user: ${quote(u.user)}, password: ${quote(u.password)} }`)),
+            '  ]',
+            '}',
+          ]
+        : []),
+      ...(settings.tls
+        ? [
+            'tls {',
+            `  cert_file: ${quote(settings.tls.certFile)}`,
+            `  key_file: ${quote(settings.tls.keyFile)}`,
+            ...(settings.tls.caFile ? [`  ca_file: ${quote(settings.tls.caFile)}`] : []),
+            ...(settings.tls.verify ? ['  verify: true'] : []),
+            '}',
+          ]
+        : []),
       `jetstream { store_dir: "${join(dir, 'js')}" }`,
       '',
     ].join('\n'),
@@ -59,7 +88,7 @@ export async function startNatsServer(settings: { maxPayload?: number } = {}): P
   child.stderr.off('data', collect);
   child.stderr.resume();
   return {
-    url: `nats://127.0.0.1:${port}`,
+    url: `${settings.tls ? 'tls' : 'nats'}://127.0.0.1:${port}`,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

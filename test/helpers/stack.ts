@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { eventStreamName } from '@chat/contracts';
-import { createLogger, deadLetterStreamName, ensureDatabase, loadConfig, type Config, type RunningService } from '@chat/platform';
+import { createLogger, deadLetterStreamName, ensureDatabase, loadConfig, natsConnectOptions, type Config, type RunningService } from '@chat/platform';
 import { startGateway } from '@chat/gateway';
 import { startConversationsService } from '@chat/conversations';
 import { startMessagesService } from '@chat/messages';
@@ -31,6 +31,10 @@ export const UNLIMITED = {
   RATE_LIMIT_CREATE_CONVERSATION_PER_MIN: 1_000_000,
   RATE_LIMIT_WS_FRAMES_PER_MIN: 1_000_000,
   AUTH_FAILURES_PER_MIN: 1_000_000,
+  WS_MAX_CONNECTIONS_PER_USER: 1_000_000,
+  WS_MAX_CONNECTIONS_PER_IP: 1_000_000,
+  RATE_LIMIT_WS_UPGRADES_PER_MIN: 1_000_000,
+  RATE_LIMIT_WS_TICKETS_PER_MIN: 1_000_000,
 } as const;
 
 const ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -167,7 +171,8 @@ export async function dropRunResources(config: Config): Promise<void> {
   } finally {
     redis.disconnect();
   }
-  const nc = await connect({ servers: config.NATS_URL });
+  // The run's own credentials: a stack on a NATS that demands them cleans up like any other.
+  const nc = await connect(natsConnectOptions(config));
   try {
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(eventStreamName(config.NATS_PREFIX)).catch(() => undefined);

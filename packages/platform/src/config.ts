@@ -5,8 +5,11 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { PrefixSchema } from '@chat/contracts';
 import { invalidIpEntry } from './ip';
+import { COMMITTED_JWT_SECRETS, webhookSecretProblem } from './secrets';
+import { NATS_AUTH_SETTINGS, natsSettingsIssues } from './nats-auth';
 
 export const DEV_JWT_SECRET = 'dev-only-secret-change-me-0123456789';
+export { COMMITTED_JWT_SECRETS, webhookSecretProblem } from './secrets';
 
 /** Where `npm run build` leaves the web chat in this repository: found from this file, so any working directory works. */
 export const DEFAULT_WEB_DIR = fileURLToPath(new URL('../../web/dist', import.meta.url));
@@ -40,6 +43,8 @@ export const ConfigSchema = z
     REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
     NATS_URL: z.string().min(1).default('nats://127.0.0.1:4222'),
     NATS_PREFIX: PrefixSchema.default('chat'),
+    /** NATS credentials and TLS (nats-auth.ts); unset: an open bus, as in development. */
+    ...NATS_AUTH_SETTINGS,
     REDIS_PREFIX: z.string().min(1).max(64).default('chat:'),
     JWT_SECRET: z.string().default(DEV_JWT_SECRET),
     JWT_JWKS_URL: optionalString.pipe(url(['http:', 'https:']).optional()),
@@ -47,8 +52,12 @@ export const ConfigSchema = z
     JWT_AUDIENCE: optionalString,
     /** After fetching the JWKS, an unknown `kid` waits this long before the next refetch (bounds key-probing load on the IdP). */
     JWT_JWKS_COOLDOWN_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
+    /** While the IdP fails, its last key set keeps verifying for this long past its 10-minute freshness; then 503. 0: never past it. */
+    JWT_JWKS_MAX_STALE_S: z.coerce.number().int().min(0).max(7 * 86_400).default(21_600),
     CORS_ORIGINS: csv.default(['http://localhost:3000', 'http://localhost:8080']),
     NOTIFICATION_WEBHOOK_URL: optionalString.pipe(url(['http:', 'https:']).optional()),
+    /** Standard Webhooks signing secret (`whsec_` + base64); unset: webhook POSTs are unsigned. */
+    NOTIFICATION_WEBHOOK_SECRET: optionalString,
     IP_DENYLIST: csv.default([]),
     TRUST_PROXY: bool.default(false),
     TLS_CERT_FILE: optionalString,
@@ -70,6 +79,14 @@ export const ConfigSchema = z
     AUTH_FAILURES_PER_MIN: z.coerce.number().int().positive().default(20),
     /** ...for this long. */
     AUTH_BAN_MS: z.coerce.number().int().min(1000).default(15 * 60_000),
+    /** Open WebSockets one user may hold across all gateway instances; past it the upgrade is refused with 429. */
+    WS_MAX_CONNECTIONS_PER_USER: z.coerce.number().int().positive().default(20),
+    /** Open WebSockets from one client IP across all instances: high, since a NAT'd office or carrier-grade NAT shares one address. */
+    WS_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().positive().default(500),
+    /** WebSocket upgrade attempts per client IP per minute (counted before authentication). */
+    RATE_LIMIT_WS_UPGRADES_PER_MIN: z.coerce.number().int().positive().default(60),
+    /** POST /ws-ticket calls per client IP per minute. */
+    RATE_LIMIT_WS_TICKETS_PER_MIN: z.coerce.number().int().positive().default(60),
     /** Lifetime of a single-use WebSocket ticket from POST /ws-ticket. */
     WS_TICKET_TTL_MS: z.coerce.number().int().min(1000).max(300_000).default(30_000),
     /** Prometheus port of a non-gateway service; 0 picks a free port. Defaults per service (9101-9105). */
@@ -105,8 +122,22 @@ export const ConfigSchema = z
     if (!c.JWT_JWKS_URL) {
       if (Buffer.byteLength(c.JWT_SECRET, 'utf8') < 32)
         ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'must be at least 32 bytes' });
-      if (c.NODE_ENV === 'production' && c.JWT_SECRET === DEV_JWT_SECRET)
-        ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'the development default is refused when NODE_ENV=production' });
+      // Anyone who has read the repository can sign with these, for any user.
+      if (c.NODE_ENV === 'production' && COMMITTED_JWT_SECRETS.includes(c.JWT_SECRET))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['JWT_SECRET'],
+          message: 'this value is committed to the repository (a development or example secret) and is refused when NODE_ENV=production; set your own, e.g. $(openssl rand -base64 48)',
+        });
+    }
+    // In production a token key set or a notification must not travel where anyone on the path can read or change it.
+    if (c.NODE_ENV === 'production') {
+      for (const key of ['JWT_JWKS_URL', 'NOTIFICATION_WEBHOOK_URL'] as const)
+        if (c[key] && new URL(c[key]).protocol !== 'https:') ctx.addIssue({ code: 'custom', path: [key], message: 'must be an https: URL when NODE_ENV=production' });
+    }
+    if (c.NOTIFICATION_WEBHOOK_SECRET) {
+      const problem = webhookSecretProblem(c.NOTIFICATION_WEBHOOK_SECRET);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['NOTIFICATION_WEBHOOK_SECRET'], message: problem });
     }
     for (const entry of c.IP_DENYLIST) {
       const problem = invalidIpEntry(entry);
@@ -116,6 +147,7 @@ export const ConfigSchema = z
       if (origin.includes('*') || !isOrigin(origin))
         ctx.addIssue({ code: 'custom', path: ['CORS_ORIGINS'], message: `"${origin}" is not an exact origin (scheme://host[:port], no path, no wildcard)` });
     }
+    for (const issue of natsSettingsIssues(c)) ctx.addIssue({ code: 'custom', path: [issue.path], message: issue.message });
     if (Boolean(c.TLS_CERT_FILE) !== Boolean(c.TLS_KEY_FILE))
       ctx.addIssue({ code: 'custom', path: ['TLS_CERT_FILE'], message: 'TLS_CERT_FILE and TLS_KEY_FILE must be set together' });
   });

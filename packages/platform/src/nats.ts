@@ -3,13 +3,15 @@ import { ChatError, Headers, ReplySchema } from '@chat/contracts';
 import type { z } from 'zod';
 import type { Logger } from './logger';
 import { injectTrace, inSpan, markSpanError, SpanKind } from './tracing';
+import { natsConnectOptions, type NatsSettings } from './nats-auth';
 
 export type { NatsConnection };
+export * from './nats-auth';
 
 /** Connects with endless reconnects: a NATS restart is waited out, not fatal. */
-export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
+export async function connectNats(settings: NatsSettings, name: string, log: Logger): Promise<NatsConnection> {
   const nc = await connect({
-    servers: url.split(','),
+    ...natsConnectOptions(settings),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
@@ -36,7 +38,9 @@ export interface RequestOptions {
 /**
  * Request/reply over the bus with the shared envelope: resolves with `data`,
  * rethrows a service's `{ ok: false }` as the same ChatError, and turns "no
- * responder" or a timeout into SERVICE_UNAVAILABLE naming the subject.
+ * responder" or a timeout into SERVICE_UNAVAILABLE naming the service. The
+ * subject and the library's message go in `internal`, for the log: they
+ * describe this deployment's insides, not anything a client can act on.
  */
 export class BusClient {
   /** False while the connection to NATS is down: requests then fail at once instead of waiting out their timeout. */
@@ -59,7 +63,7 @@ export class BusClient {
 
   async request<S extends z.ZodType>(subject: string, body: unknown, schema: S, opts: RequestOptions = {}): Promise<z.output<S>> {
     if (!this.connected || this.nc.isClosed())
-      throw new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} is unreachable: NATS is down`, { subject, reason: 'nats disconnected' });
+      throw new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} is unreachable`, undefined, { internal: { subject, reason: 'nats disconnected' } });
     const operation = subject.split('.').slice(1).join('.');
     return inSpan(`request ${operation}`, { kind: SpanKind.CLIENT, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, async (span) => {
       // The span's context rides in the headers: the handler's span becomes its child.
@@ -71,12 +75,12 @@ export class BusClient {
         const reply = await this.nc.request(subject, JSON.stringify(body), { timeout: opts.timeoutMs ?? this.defaultTimeoutMs, headers: h });
         raw = reply.json();
       } catch (err) {
-        throw new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} did not answer`, { subject, reason: (err as Error).message });
+        throw new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} did not answer`, undefined, { internal: { subject, reason: (err as Error).message } });
       } finally {
         this.onDuration?.(subject, (performance.now() - started) / 1000);
       }
       const envelope = ReplySchema.safeParse(raw);
-      if (!envelope.success) throw new ChatError('INTERNAL', `malformed reply on ${subject}`);
+      if (!envelope.success) throw new ChatError('INTERNAL', 'internal error', undefined, { internal: { subject, reason: 'malformed reply' } });
       if (!envelope.data.ok) {
         const { code, message, details } = envelope.data.error;
         span.setAttribute('chat.error_code', code);
@@ -84,7 +88,7 @@ export class BusClient {
         throw new ChatError(code, message, details);
       }
       const data = schema.safeParse(envelope.data.data);
-      if (!data.success) throw new ChatError('INTERNAL', `reply on ${subject} does not match its contract`);
+      if (!data.success) throw new ChatError('INTERNAL', 'internal error', undefined, { internal: { subject, reason: 'reply does not match its contract' } });
       return data.data;
     });
   }

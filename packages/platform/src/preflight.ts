@@ -1,12 +1,15 @@
 import { pgDriver, redisDriver } from './drivers';
 import { connect } from '@nats-io/transport-node';
 import type { Config } from './config';
+import { natsConnectOptions, type NatsSettings } from './nats-auth';
 
 export interface BackingServerFailure {
   server: 'PostgreSQL' | 'NATS' | 'Redis';
   url: string;
   reason: string;
   howToStart: string;
+  /** Set when the server answered but refused us (credentials, TLS): what to fix instead of how to start it. */
+  fix?: string;
 }
 
 /** A URL fit for a log line or an error message: its password replaced. */
@@ -41,9 +44,9 @@ async function checkPostgres(url: string): Promise<string | undefined> {
   }
 }
 
-async function checkNats(url: string): Promise<string | undefined> {
+async function checkNats(settings: NatsSettings): Promise<string | undefined> {
   try {
-    const nc = await connect({ servers: url.split(','), timeout: 3000, reconnect: false });
+    const nc = await connect({ ...natsConnectOptions(settings), timeout: 3000, reconnect: false });
     const jsInfo = await nc.request('$JS.API.INFO', undefined, { timeout: 3000 }).catch(() => undefined);
     await nc.close();
     if (!jsInfo) return 'JetStream is not enabled (start nats-server with -js)';
@@ -68,17 +71,35 @@ async function checkRedis(url: string): Promise<string | undefined> {
 }
 
 /** Asks each backing server once; returns one failure per server that does not answer. */
-export async function checkBackingServers(config: Pick<Config, 'DATABASE_URL' | 'NATS_URL' | 'REDIS_URL'>, which: Array<BackingServerFailure['server']> = ['PostgreSQL', 'NATS', 'Redis']): Promise<BackingServerFailure[]> {
+export async function checkBackingServers(config: Pick<Config, 'DATABASE_URL' | 'REDIS_URL'> & NatsSettings, which: Array<BackingServerFailure['server']> = ['PostgreSQL', 'NATS', 'Redis']): Promise<BackingServerFailure[]> {
   const checks = {
     PostgreSQL: () => checkPostgres(config.DATABASE_URL).then((r) => [config.DATABASE_URL, r] as const),
-    NATS: () => checkNats(config.NATS_URL).then((r) => [config.NATS_URL, r] as const),
+    NATS: () => checkNats(config).then((r) => [config.NATS_URL, r] as const),
     Redis: () => checkRedis(config.REDIS_URL).then((r) => [config.REDIS_URL, r] as const),
   };
   const results = await Promise.all(which.map(async (server) => ({ server, result: await checks[server]() })));
   return results
     .filter(({ result }) => result[1] !== undefined)
-    .map(({ server, result }) => ({ server, url: redactUrl(result[0]), reason: result[1] ?? '', howToStart: HOW_TO_START[server] }));
+    .map(({ server, result }) => {
+      const fix = server === 'NATS' ? natsFix(result[1] ?? '') : undefined;
+      return { server, url: redactUrl(result[0]), reason: result[1] ?? '', howToStart: HOW_TO_START[server], ...(fix ? { fix } : {}) };
+    });
+}
+
+/**
+ * A NATS failure that starting a server would not cure: the server is up but
+ * refused our credentials or our TLS. Told apart so the line points at the
+ * settings rather than at "start it".
+ */
+function natsFix(reason: string): string | undefined {
+  if (/authoriz|authenticat|permissions? violation/i.test(reason))
+    return 'Check the NATS credentials: NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE or NATS_CREDS_FILE';
+  if (/certificate|self[- ]signed|\btls\b|ssl|handshake/i.test(reason))
+    return 'Check NATS TLS: NATS_TLS_CA_FILE must name the CA that signed the server certificate (NATS_TLS_CERT_FILE/NATS_TLS_KEY_FILE when it verifies clients)';
+  return undefined;
 }
 
 export const describeFailure = (f: BackingServerFailure) =>
-  `${f.server} does not answer at ${f.url} (${f.reason || 'no answer'}). Start it with: ${f.howToStart}`;
+  f.fix
+    ? `${f.server} refused the connection at ${f.url} (${f.reason}). ${f.fix}`
+    : `${f.server} does not answer at ${f.url} (${f.reason || 'no answer'}). Start it with: ${f.howToStart}`;

@@ -72,7 +72,7 @@ export async function startService<D extends Database | undefined>(config: Confi
       teardown.add('postgres pool', () => opened.end());
       db = opened;
     }
-    const nc = await connectNats(config.NATS_URL, spec.name, log);
+    const nc = await connectNats(config, spec.name, log);
     teardown.add('nats drain', () => nc.drain());
 
     const s = subjects(config.NATS_PREFIX);

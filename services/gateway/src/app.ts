@@ -11,11 +11,11 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isChatError, subjects, WsTicketSchema } from '@chat/contracts';
 import { BusClient, connectNats, createRedis, describeActiveSpan, redisReady, SEED_USERNAMES, Teardown, type Config, type Logger } from '@chat/platform';
-import { bearerToken, createTokenVerifier } from './auth';
+import { bearerToken, committedSecretWarning, createTokenVerifier } from './auth';
 import { Bus } from './bus';
 import { SendPath } from './send-path';
 import { createGatewayMetrics } from './gateway-metrics';
-import { checkQueryText, errorResponse, type GatewayEnv } from './http';
+import { checkQueryText, errorResponse, quotaHeaders, isServerSide, type GatewayEnv } from './http';
 import { checkReadiness } from './readiness';
 import { accountRoutes } from './routes/account';
 import { eventRoutes } from './routes/events';
@@ -24,8 +24,9 @@ import { conversationRoutes } from './routes/conversations';
 import { messageRoutes } from './routes/messages';
 import { UserSync } from './user-sync';
 import { referenceRoutes, REFERENCE_PATH } from './reference';
+import { ConnectionCaps } from './security/connection-caps';
 import { Gate } from './security/gate';
-import { RateLimits } from './security/rate-limits';
+import { RateLimits, rateLimited } from './security/rate-limits';
 import { WsTickets } from './security/tickets';
 import { RealtimeHub } from './ws/hub';
 import { createUpgradeHandler } from './ws/upgrade';
@@ -40,7 +41,7 @@ export async function startGateway(config: Config, log: Logger) {
   const teardown = new Teardown(log);
   try {
     const metrics = createGatewayMetrics();
-    const nc = await connectNats(config.NATS_URL, 'gateway', log);
+    const nc = await connectNats(config, 'gateway', log);
     teardown.add('nats drain', () => nc.drain());
     const s = subjects(config.NATS_PREFIX);
     const client = new BusClient(nc, config.REQUEST_TIMEOUT_MS, (subject, seconds) =>
@@ -49,6 +50,8 @@ export async function startGateway(config: Config, log: Logger) {
     const bus = new Bus(client, s);
     const sends = new SendPath(client, s, config.SEND_MAX_IN_FLIGHT, config.REQUEST_TIMEOUT_MS, metrics);
     const verify = createTokenVerifier(config);
+    const secretWarning = committedSecretWarning(config);
+    if (secretWarning) log.warn(secretWarning);
     const users = new UserSync(client, s);
     // Rate limits, bans and tickets: the gateway's own key space in Redis.
     const redis = createRedis(config.REDIS_URL, `${config.REDIS_PREFIX}gateway:`, log, 'gateway', { failFast: true });
@@ -58,6 +61,10 @@ export async function startGateway(config: Config, log: Logger) {
     const limits = new RateLimits(redis, config, log);
     const tickets = new WsTickets(redis, config.WS_TICKET_TTL_MS);
     const gate = new Gate(config, limits, verify, tickets, log);
+    // Entries live as long as presence's, refreshed on the same heartbeat (below).
+    const caps = new ConnectionCaps(redis, config, config.PRESENCE_TTL_MS, log);
+    // Runs after the sockets are closed and before Redis quits: a restart leaves no entries counting against anyone.
+    teardown.add('websocket caps', () => caps.releaseAll());
     const tls = config.TLS_CERT_FILE && config.TLS_KEY_FILE ? { cert: readFileSync(config.TLS_CERT_FILE), key: readFileSync(config.TLS_KEY_FILE) } : undefined;
 
     const app = new Hono<GatewayEnv>();
@@ -137,7 +144,13 @@ export async function startGateway(config: Config, log: Logger) {
       await users.ensure(principal, c.get('requestId'), log);
       await next();
     });
-    api.post('/ws-ticket', async (c) => c.json({ data: WsTicketSchema.parse(await tickets.issue(c.get('principal'))) }));
+    api.post('/ws-ticket', async (c) => {
+      // Per IP: a ticket is a Redis key held for its TTL, and one token could otherwise mint them without end.
+      const quota = await limits.wsTickets.consume(gate.clientIp(c.env.incoming.socket.remoteAddress, c.req.header('x-forwarded-for')));
+      quotaHeaders(c, quota);
+      if (!quota.allowed) throw rateLimited('websocket tickets', quota.resetMs);
+      return c.json({ data: WsTicketSchema.parse(await tickets.issue(c.get('principal'))) });
+    });
     api.route('/conversations', conversationRoutes(bus, limits));
     api.route('/blocks', blockRoutes(bus));
     api.route('/', messageRoutes(bus, limits, sends));
@@ -159,9 +172,11 @@ export async function startGateway(config: Config, log: Logger) {
     app.notFound((c) => errorResponse(c, 'NOT_FOUND', 'no such route'));
     app.onError((err, c) => {
       if (isChatError(err)) {
-        if (err.code === 'SERVICE_UNAVAILABLE') log.warn({ requestId: c.get('requestId'), userId: c.get('principal')?.id, details: err.details }, err.message);
+        const serverSide = isServerSide(err.code);
+        if (serverSide)
+          log.warn({ requestId: c.get('requestId'), userId: c.get('principal')?.id, code: err.code, details: err.details, internal: err.internal }, err.message);
         if (err.retryAfterMs !== undefined) c.header('Retry-After', String(Math.ceil(err.retryAfterMs / 1000)));
-        return errorResponse(c, err.code, err.message, err.details);
+        return errorResponse(c, err.code, err.message, serverSide ? undefined : err.details);
       }
       log.error({ err, requestId: c.get('requestId'), userId: c.get('principal')?.id }, 'unhandled error');
       return errorResponse(c, 'INTERNAL', 'internal error');
@@ -187,16 +202,17 @@ export async function startGateway(config: Config, log: Logger) {
         presenceHeartbeatMs: Math.max(250, Math.floor(config.PRESENCE_TTL_MS / 3)),
         rates: limits,
         sends,
+        caps,
       },
       metrics,
       log,
     );
     teardown.add('websockets', () => hub.stop());
-    const upgrade = createUpgradeHandler({ corsOrigins: config.CORS_ORIGINS, tls: Boolean(tls), gate, users, hub, log });
+    const upgrade = createUpgradeHandler({ corsOrigins: config.CORS_ORIGINS, tls: Boolean(tls), gate, rates: limits, caps, users, hub, log });
     server.on('upgrade', (req, socket, head) => void upgrade(req, socket, head));
     const port = (server.address() as AddressInfo).port;
     log.info({ port }, 'gateway ready');
-    return { stop: () => teardown.stop(), port, server, metrics, app, hub, limits, redis, tls: Boolean(tls) };
+    return { stop: () => teardown.stop(), port, server, metrics, app, hub, limits, caps, redis, tls: Boolean(tls) };
   } catch (err) {
     await teardown.stop();
     throw err;
