@@ -167,8 +167,10 @@ export const ROUTES: RouteDoc[] = [
     tag: 'WebSocket',
     summary: 'A single-use ticket for the WebSocket upgrade',
     description:
-      'Valid 30 s (never past the token), works once on any gateway instance: connect with `/api/chat/ws?ticket=<ticket>`, so a browser need not put its long-lived token in a URL.',
+      'Valid 30 s (never past the token), works once on any gateway instance: connect with `/api/chat/ws?ticket=<ticket>`, so a browser need not put its long-lived token in a URL. ' +
+      'Limited per client IP (60 a minute by default).',
     ok: { 200: { description: 'the ticket', data: WsTicketSchema } },
+    limited: true,
   },
   {
     method: 'post',
@@ -289,7 +291,8 @@ const wsRoute = (): RouteConfig => ({
   summary: 'The WebSocket (upgrade)',
   description:
     'Upgrade to a WebSocket. Authenticate with `?token=<JWT>`, an `Authorization: Bearer` header, or `?ticket=` from POST /ws-ticket. ' +
-    '`since=<seq>` resumes: every durable event after it, then `hello`. Every check happens before the 101. Frames and events: docs/websocket.md.',
+    '`since=<seq>` resumes: every durable event after it, then `hello`. Every check happens before the 101. ' +
+    'Upgrades are limited per client IP (60 a minute by default), and open sockets per user (20) and per IP (500), across all instances: past either, `429 RATE_LIMITED` with `Retry-After`. Frames and events: docs/websocket.md.',
   request: {
     query: z.object({
       token: z.string().optional(),

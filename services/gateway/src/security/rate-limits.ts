@@ -83,24 +83,43 @@ export function rateLimited(what: string, retryAfterMs: number): ChatError {
   return new ChatError('RATE_LIMITED', `rate limit exceeded (${what}): retry in ${Math.ceil(ms / 1000)} s`, undefined, { retryAfterMs: ms });
 }
 
-/** The gateway's limits: per user for sends and creations, per IP for failed authentications. */
+/** The gateway's limits: per user for sends and creations, per IP for failed authentications, upgrades and tickets. */
 export class RateLimits {
   readonly send: Limit;
   readonly createConversation: Limit;
   readonly authFailures: Limit;
+  /** Upgrade attempts per IP, counted before the credential is looked at: each one costs a handshake and a verification. */
+  readonly wsUpgrades: Limit;
+  /** POST /ws-ticket per IP: each ticket is a Redis key held for its TTL. */
+  readonly wsTickets: Limit;
   /**
    * Frames are limited per connection, and a connection lives on one
    * instance, so its counter is local memory: no Redis round trip per frame.
    */
   readonly wsFrames: Limit;
 
-  constructor(redis: Redis, config: Pick<Config, 'RATE_LIMIT_SEND_PER_MIN' | 'RATE_LIMIT_CREATE_CONVERSATION_PER_MIN' | 'RATE_LIMIT_WS_FRAMES_PER_MIN' | 'AUTH_FAILURES_PER_MIN' | 'AUTH_BAN_MS'>, log: Logger) {
+  constructor(
+    redis: Redis,
+    config: Pick<
+      Config,
+      | 'RATE_LIMIT_SEND_PER_MIN'
+      | 'RATE_LIMIT_CREATE_CONVERSATION_PER_MIN'
+      | 'RATE_LIMIT_WS_FRAMES_PER_MIN'
+      | 'RATE_LIMIT_WS_UPGRADES_PER_MIN'
+      | 'RATE_LIMIT_WS_TICKETS_PER_MIN'
+      | 'AUTH_FAILURES_PER_MIN'
+      | 'AUTH_BAN_MS'
+    >,
+    log: Logger,
+  ) {
     // The client carries the process's key prefix; these names sit under it.
     const store = { redis, keyPrefix: 'rl:' };
     this.send = new Limit('send', config.RATE_LIMIT_SEND_PER_MIN, store);
     this.createConversation = new Limit('conversation-create', config.RATE_LIMIT_CREATE_CONVERSATION_PER_MIN, store);
     this.authFailures = new Limit('auth-failures', config.AUTH_FAILURES_PER_MIN, store, { blockDurationS: Math.ceil(config.AUTH_BAN_MS / 1000) });
     this.wsFrames = new Limit('ws-frames', config.RATE_LIMIT_WS_FRAMES_PER_MIN, undefined);
+    this.wsUpgrades = new Limit('ws-upgrades', config.RATE_LIMIT_WS_UPGRADES_PER_MIN, store);
+    this.wsTickets = new Limit('ws-tickets', config.RATE_LIMIT_WS_TICKETS_PER_MIN, store);
     let degraded = false;
     redis.on('error', () => {
       if (!degraded) log.warn('rate limits: Redis is down, each gateway instance now limits on its own; WebSocket tickets are unavailable');

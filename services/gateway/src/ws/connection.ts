@@ -208,11 +208,17 @@ export class ClientConnection {
     this.writeDurable(event, true);
   }
 
-  /** Writes every event after `since` from the log; returns how many. */
+  /**
+   * Writes every event after `since` from the log; returns how many. Stops
+   * as soon as the socket is no longer open: a client that connects with
+   * `since=0` and leaves at once must not make the server read days of its
+   * events for nobody.
+   */
   private async replayFrom(since: number): Promise<number> {
     let count = 0;
     let cursor = since;
     for (;;) {
+      if (this.ws.readyState !== this.ws.OPEN) return count;
       const page = await this.events(cursor, REPLAY_PAGE);
       for (const e of page.events) {
         if (e.seq <= this.lastSeq) continue;

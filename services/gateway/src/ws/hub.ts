@@ -75,11 +75,15 @@ export class RealtimeHub {
     private readonly nc: NatsConnection,
     private readonly bus: BusClient,
     private readonly s: Subjects,
-    private readonly limits: ConnectionLimits & { presenceHeartbeatMs: number },
+    private readonly limits: ConnectionLimits & { presenceHeartbeatMs: number; caps?: { refresh(): Promise<void> } },
     private readonly metrics: GatewayMetrics,
     private readonly log: Logger,
   ) {
-    this.heartbeat = setInterval(() => this.refreshPresence(), limits.presenceHeartbeatMs);
+    this.heartbeat = setInterval(() => {
+      this.refreshPresence();
+      // The connection caps' entries expire like presence's, on the same clock: a dead gateway's stop counting.
+      void limits.caps?.refresh();
+    }, limits.presenceHeartbeatMs);
     this.heartbeat.unref();
     void this.catchUpOnReconnect();
   }

@@ -4,7 +4,9 @@ import { WebSocketServer } from 'ws';
 import { ChatError, errorStatus, MAX_FRAME_BYTES, type ErrorCode } from '@chat/contracts';
 import type { Logger } from '@chat/platform';
 import { bearerToken, type Principal } from '../auth';
+import type { ConnectionCaps } from '../security/connection-caps';
 import type { Credential, Gate } from '../security/gate';
+import { rateLimited, type RateLimits } from '../security/rate-limits';
 import type { UserSync } from '../user-sync';
 import type { RealtimeHub } from './hub';
 
@@ -19,16 +21,19 @@ const STATUS_TEXT: Record<number, string> = {
 };
 
 /**
- * Every check happens before the 101: path, IP denylist and ban, Origin
- * (one of CORS_ORIGINS or the gateway's own, exact match; none is a
- * non-browser client), token or ticket, `since`. A refusal is an ordinary HTTP answer
- * with the SPEC's error body, and the socket is closed.
+ * Every check happens before the 101: path, IP denylist and ban, the IP's
+ * upgrade rate, Origin (one of CORS_ORIGINS or the gateway's own, exact
+ * match; none is a non-browser client), token or ticket, `since`, and last
+ * the caps on open sockets per user and per IP. A refusal is an ordinary HTTP
+ * answer with the SPEC's error body, and the socket is closed.
  */
 export function createUpgradeHandler(opts: {
   corsOrigins: readonly string[];
   /** The gateway serves HTTPS/WSS itself, so its own pages are `https://`. */
   tls: boolean;
   gate: Gate;
+  rates: RateLimits;
+  caps: ConnectionCaps;
   users: UserSync;
   hub: RealtimeHub;
   log: Logger;
@@ -44,6 +49,9 @@ export function createUpgradeHandler(opts: {
       if (url.pathname !== WS_PATH) throw new ChatError('NOT_FOUND', 'no such route');
       const ip = opts.gate.clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for']);
       await opts.gate.admit(ip);
+      // Before the credential: a flood of upgrades costs handshakes and verifications whether or not they authenticate.
+      const upgrades = await opts.rates.wsUpgrades.consume(ip);
+      if (!upgrades.allowed) throw rateLimited('websocket upgrades', upgrades.resetMs);
       // Cross-site WebSocket hijacking: a browser always sends Origin, and only listed ones pass,
       // or the gateway's own (the web chat it serves, under whatever name it was opened).
       const origin = req.headers.origin;
@@ -57,6 +65,10 @@ export function createUpgradeHandler(opts: {
       if (sinceRaw !== null && !/^\d{1,15}$/.test(sinceRaw))
         throw new ChatError('VALIDATION_FAILED', 'since must be a non-negative integer', [{ path: 'since', message: 'must be a non-negative integer' }]);
       await opts.users.ensure(principal, requestId, opts.log);
+      const slot = await opts.caps.acquire(principal.id, ip);
+      // The slot lives as long as the TCP socket, whatever ends it: a refused handshake, a close, a crash of the peer.
+      if (socket.destroyed) void opts.caps.release(slot);
+      else socket.once('close', () => void opts.caps.release(slot));
       wss.handleUpgrade(req, socket, head, (ws) => opts.hub.open(ws, principal, sinceRaw === null ? undefined : Number(sinceRaw)));
     } catch (err) {
       const e = err instanceof ChatError ? err : new ChatError('INTERNAL', 'internal error');
