@@ -1,6 +1,6 @@
 import { z } from './zod';
 import { ClientMessageIdSchema, ContentSchema } from './content';
-import { BlockStatusSchema, NotificationPreferencesSchema, UserIdSchema, UsernameSchema } from './dto';
+import { BlockStatusSchema, NotificationPreferencesSchema, UserIdSchema, UserSchema, UsernameSchema } from './dto';
 
 /**
  * Bodies of the request/reply subjects. `actor` is the authenticated caller,
@@ -20,6 +20,12 @@ export const UpsertUserRequest = z.object({
 });
 export const FindUserRequest = z.object({ username: z.string().min(1).max(64) });
 export const GetUsersRequest = z.object({ ids: z.array(UserIdSchema).max(200) });
+/**
+ * The users among `ids[0 .. answered)` (unknown ids are left out). Profiles
+ * can be long, so a reply holds what fits in a NATS message: ask again with
+ * `ids.slice(answered)` until every id is answered.
+ */
+export const GetUsersReply = z.object({ users: z.array(UserSchema), answered: z.number().int().min(0) });
 
 export const ListConversationsRequest = z.object({ ...Actor, ...PageRequest });
 export const GetConversationRequest = z.object({ ...Actor, conversationId: Id });
@@ -75,8 +81,13 @@ export const PresenceQueryForRequest = z.object({ ...Actor, userIds: z.array(Use
 export const GetPreferencesRequest = z.object({ ...Actor });
 export const PutPreferencesRequest = z.object({ ...Actor, preferences: NotificationPreferencesSchema });
 
-export const ContactsRequest = z.object({ userId: UserIdSchema });
-export const ContactsReply = z.array(UserIdSchema);
+/**
+ * A user's contacts, a page at a time: a user may have more than one NATS
+ * message holds. `after` is the `next` of the previous page; `next` is null
+ * on the last one.
+ */
+export const ContactsRequest = z.object({ userId: UserIdSchema, after: z.string().max(128).optional() });
+export const ContactsReply = z.object({ userIds: z.array(UserIdSchema), next: z.string().nullable() });
 
 /** The caller's durable events after `since`; limit 0 asks only for latestSeq. */
 export const EventsRequest = z.object({ ...Actor, since: z.number().int().min(0), limit: z.number().int().min(0).max(500) });

@@ -1,4 +1,4 @@
-import { ensureEventStream, OutboxRelay, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { ensureEventStream, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { BlocksService } from './blocks.service';
 import { blockEndpoints } from './handlers';
 
@@ -13,7 +13,7 @@ export function startBlocksService(config: Config, log: Logger) {
       const relay = new OutboxRelay(nc, db, config.NATS_PREFIX, 'blocks', log, metrics.registry);
       relay.start();
       teardown.add('outbox relay', () => relay.stop());
-      return blockEndpoints(subjects.blocks, new BlocksService(db, bus, subjects, () => relay.kick()));
+      return blockEndpoints(subjects.blocks, new BlocksService(db, bus, subjects, () => relay.kick(), () => replyBudget(nc)));
     },
   });
 }

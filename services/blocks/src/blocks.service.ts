@@ -1,5 +1,5 @@
-import { ChatError, EventType, isChatError, idMap, UserSchema, type BlockCreatedEvent, type BlockRemovedEvent, type Block, type BlockStatus, type Page, type Subjects, type User } from '@chat/contracts';
-import { appendOutbox, decodeCursor, iso, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
+import { ChatError, EventType, GetUsersReply, isChatError, idMap, UserSchema, type BlockCreatedEvent, type BlockRemovedEvent, type Block, type BlockStatus, type Page, type Subjects, type User } from '@chat/contracts';
+import { appendOutbox, countFitting, decodeCursor, iso, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { z } from 'zod';
 import { BlocksRepository } from './blocks.repository';
 
@@ -8,7 +8,6 @@ export interface CallContext {
   log: Logger;
 }
 
-const Users = z.array(UserSchema);
 const Applied = z.object({ applied: z.boolean() });
 
 /** Blocks by username; users are resolved through the conversations service's directory. */
@@ -21,6 +20,8 @@ export class BlocksService {
     private readonly subjects: Subjects,
     /** Wakes the outbox relay after a commit that wrote an event. */
     private readonly onCommitted: () => void = () => undefined,
+    /** Bytes a reply may carry (replyBudget): a NATS message larger than max_payload is never delivered. */
+    private readonly maxReplyBytes: () => number = () => 512 * 1024,
   ) {
     this.repo = new BlocksRepository(db);
   }
@@ -100,17 +101,21 @@ export class BlocksService {
   async list(actor: string, cursor: string | undefined, limit: number, ctx: CallContext): Promise<Page<Block>> {
     const before = cursor === undefined ? undefined : decodeCursor(cursor);
     const rows = await this.repo.page(actor, before, limit + 1);
-    const page = toPage(rows, limit, (r) => r, (r) => ({ at: r.created_key, id: r.id }));
-    const ids = page.items.map((r) => r.blocked_id);
-    const users = ids.length
-      ? await this.bus.request(this.subjects.conversations.getUsers, { ids }, Users, { requestId: ctx.requestId })
-      : [];
+    const kept = rows.slice(0, limit);
+    const users: User[] = [];
+    // A reply holds the profiles that fit a NATS message; the rest are asked for again.
+    for (let ids = kept.map((r) => r.blocked_id); ids.length > 0; ) {
+      const r = await this.bus.request(this.subjects.conversations.getUsers, { ids }, GetUsersReply, { requestId: ctx.requestId });
+      users.push(...r.users);
+      ids = ids.slice(Math.max(1, r.answered));
+    }
     const byId = new Map(users.map((u) => [u.id, u]));
     const unknown = (id: string): User => ({ id, username: id, displayName: null, avatarUrl: null });
-    return {
-      items: page.items.map((r) => ({ id: r.id, user: byId.get(r.blocked_id) ?? unknown(r.blocked_id), createdAt: iso(r.created_at) })),
-      meta: page.meta,
-    };
+    const items = kept.map((r) => ({ id: r.id, user: byId.get(r.blocked_id) ?? unknown(r.blocked_id), createdAt: iso(r.created_at) }));
+    // Long profiles can make a full page outgrow a NATS message: it is cut short, with hasMore and a cursor at its last item.
+    const fit = Math.min(limit, countFitting(items, this.maxReplyBytes()));
+    const page = toPage(rows.slice(0, fit + 1), fit, (r) => r, (r) => ({ at: r.created_key, id: r.id }));
+    return { items: items.slice(0, fit), meta: page.meta };
   }
 
   async status(userId: string, otherId: string): Promise<BlockStatus> {

@@ -1,4 +1,4 @@
-import { ensureEventStream, openCache, OutboxRelay, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { ensureEventStream, openCache, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { ConversationsService } from './conversations.service';
 import { conversationEndpoints } from './handlers';
 import { startProjection } from './projection';
@@ -22,7 +22,7 @@ export function startConversationsService(config: Config, log: Logger) {
       const cache = new ListCache(redis, requests, log);
       const projection = await startProjection(nc, db, config.NATS_PREFIX, log, (users) => cache.invalidate(users), metrics.registry, config.JETSTREAM_REPLICAS);
       teardown.add('projection consumer', () => projection.stop());
-      const service = new ConversationsService(db, bus, subjects, () => relay.kick(), cache);
+      const service = new ConversationsService(db, bus, subjects, () => relay.kick(), cache, () => replyBudget(nc));
       const warming = service.warm(WARM_USERS, log).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'cache warm-up failed'));
       teardown.add('cache warm-up', () => warming);
       return conversationEndpoints(subjects.conversations, service, db, cache);

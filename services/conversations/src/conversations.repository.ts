@@ -80,6 +80,17 @@ export class ConversationsRepository {
     return rows.map((r) => r.other_user_id);
   }
 
+  /** Contacts in conversation-id order after `after`, by the primary key (user_id, conversation_id). */
+  async contactsPage(userId: string, after: string | undefined, limit: number): Promise<Array<{ conversation_id: string; other_user_id: string }>> {
+    const { rows } = await this.db.query<{ conversation_id: string; other_user_id: string }>(
+      `SELECT conversation_id, other_user_id FROM memberships
+       WHERE user_id = $1 AND ($2::uuid IS NULL OR conversation_id > $2::uuid)
+       ORDER BY conversation_id LIMIT $3`,
+      [userId, after ?? null, limit],
+    );
+    return rows;
+  }
+
   async getForUser(userId: string, conversationId: string): Promise<MembershipRow | undefined> {
     const { rows } = await this.db.query<MembershipRow>(
       `${MEMBERSHIP_SELECT} WHERE m.user_id = $1 AND m.conversation_id = $2`,

@@ -1,5 +1,5 @@
-import { ChatError, EventType, idRecord, type ConversationCreatedEvent, type Conversation, type Message, type Presence, type BlockStatus, type Page, type Subjects, BlockStatusSchema, PresenceSchema } from '@chat/contracts';
-import { appendOutbox, decodeCursor, toPage, newId, iso, isUuid, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
+import { ChatError, EventType, idRecord, type ConversationCreatedEvent, type Conversation, type Message, type Presence, type BlockStatus, type Page, type Subjects, type User, BlockStatusSchema, PresenceSchema } from '@chat/contracts';
+import { appendOutbox, countFitting, decodeCursor, toPage, newId, iso, isUuid, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { LIST_CACHE_ROWS, type ListCache } from './list-cache';
 import { ConversationsRepository, type MembershipRow } from './conversations.repository';
 import { UsersRepository } from './users.repository';
@@ -7,6 +7,8 @@ import { UsersRepository } from './users.repository';
 const StatusMap = idRecord(BlockStatusSchema);
 const PresenceMap = idRecord(PresenceSchema);
 const OFFLINE: Presence = { isOnline: false, lastSeenAt: null };
+/** Contacts read per `contacts` request, before the cut to the reply budget. */
+const CONTACTS_PAGE = 1000;
 
 export interface CallContext {
   requestId: string | undefined;
@@ -25,6 +27,8 @@ export class ConversationsService {
     /** Wakes the outbox relay after a commit that wrote an event. */
     private readonly onCommitted: () => void = () => undefined,
     private readonly cache?: ListCache,
+    /** Bytes a reply may carry (replyBudget): a NATS message larger than max_payload is never delivered. */
+    private readonly maxReplyBytes: () => number = () => 512 * 1024,
   ) {
     this.repo = new ConversationsRepository(db);
     this.users = new UsersRepository(db);
@@ -33,8 +37,12 @@ export class ConversationsService {
   async list(actor: string, cursor: string | undefined, limit: number, ctx: CallContext): Promise<Page<Conversation>> {
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const rows = after ? await this.repo.listForUser(actor, after, limit + 1) : (await this.firstRows(actor)).slice(0, limit + 1);
-    const page = toPage(rows, limit, (r) => r, (r) => ({ at: r.activity_key, id: r.conversation_id }));
-    return { items: await this.toDtos(actor, page.items, ctx), meta: page.meta };
+    // Each item carries its last message (up to 5,000 characters): a full page can outgrow a NATS
+    // message, and would then fail on every retry. It is cut short, with hasMore and a cursor at its last item.
+    const dtos = await this.toDtos(actor, rows.slice(0, limit), ctx);
+    const fit = Math.min(limit, countFitting(dtos, this.maxReplyBytes()));
+    const page = toPage(rows.slice(0, fit + 1), fit, (r) => r, (r) => ({ at: r.activity_key, id: r.conversation_id }));
+    return { items: dtos.slice(0, fit), meta: page.meta };
   }
 
   /**
@@ -105,9 +113,38 @@ export class ConversationsService {
     return pair;
   }
 
-  /** Who shares a conversation with `userId`: whom presence tells when they come and go. */
-  contacts(userId: string): Promise<string[]> {
-    return this.repo.contacts(userId);
+  /**
+   * Who shares a conversation with `userId`: whom presence tells when they
+   * come and go. A page at a time, cut to fit a NATS reply, since a user may
+   * have any number of contacts.
+   */
+  async contacts(userId: string, after: string | undefined): Promise<{ userIds: string[]; next: string | null }> {
+    if (after !== undefined && !isUuid(after)) throw new ChatError('INVALID_CURSOR', 'after is not a cursor this subject returned');
+    const rows = await this.repo.contactsPage(userId, after, CONTACTS_PAGE + 1);
+    const page = rows.slice(0, CONTACTS_PAGE);
+    const fit = countFitting(page.map((r) => r.other_user_id), this.maxReplyBytes());
+    const more = rows.length > fit;
+    return { userIds: page.slice(0, fit).map((r) => r.other_user_id), next: more ? page[fit - 1]!.conversation_id : null };
+  }
+
+  /** The directory's users among `ids`, in the order asked, as many as fit a reply (GetUsersReply). */
+  async usersFitting(ids: readonly string[]): Promise<{ users: User[]; answered: number }> {
+    const found = new Map((await this.users.getMany(ids)).map((u) => [u.id, u]));
+    const budget = this.maxReplyBytes();
+    const users: User[] = [];
+    let bytes = 0;
+    let answered = 0;
+    for (const id of ids) {
+      const user = found.get(id);
+      if (user) {
+        bytes += Buffer.byteLength(JSON.stringify(user));
+        if (users.length > 0 && bytes > budget) break;
+        users.push(user);
+        found.delete(id);
+      }
+      answered++;
+    }
+    return { users, answered };
   }
 
   /** Block status and presence for a whole page in one request each, never one per row. */

@@ -27,14 +27,14 @@ export function conversationEndpoints(s: Subjects['conversations'], service: Con
       conversationId: req.conversationId,
       userIds: await service.participants(req.conversationId),
     })),
-    endpoint(s.contacts, ContactsRequest, (req) => service.contacts(req.userId)),
+    endpoint(s.contacts, ContactsRequest, (req) => service.contacts(req.userId, req.after)),
     endpoint(s.upsertUser, UpsertUserRequest, (req) => upsertUser(db, req, cache)),
     endpoint(s.findUser, FindUserRequest, async (req) => {
       const user = await users.findByUsername(req.username);
       if (!user) throw new ChatError('USER_NOT_FOUND', `no user named ${req.username}`);
       return user;
     }),
-    endpoint(s.getUsers, GetUsersRequest, (req) => users.getMany(req.ids)),
+    endpoint(s.getUsers, GetUsersRequest, (req) => service.usersFitting(req.ids)),
   ];
 }
 

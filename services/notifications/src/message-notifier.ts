@@ -1,13 +1,12 @@
 import { z } from 'zod';
 import type { Registry } from 'prom-client';
-import { BlockStatusPairsReply, idRecord, MessageCreatedEvent, PresenceSchema, UserSchema, subjects, type Subjects } from '@chat/contracts';
+import { BlockStatusPairsReply, GetUsersReply, idRecord, MessageCreatedEvent, PresenceSchema, subjects, type Subjects, type User } from '@chat/contracts';
 import { newId, PoisonEventError, runConsumer, type BatchResults, type BusClient, type Logger, type NatsConnection, type Queryable } from '@chat/platform';
 import { Decision, type NotificationMetrics } from './notification-metrics';
 import { NotificationsRepository, type NotificationPayload } from './notifications.repository';
 import { PreferencesRepository } from './preferences.repository';
 
 const PresenceMap = idRecord(PresenceSchema);
-const Users = z.array(UserSchema);
 const PREVIEW_CODE_POINTS = 100;
 /**
  * A failing event (presence or blocks not answering) is redelivered with a
@@ -162,7 +161,13 @@ export class MessageNotifier {
   private async store(list: Candidate[], out: Outcome[], fail: (list: Candidate[], err: unknown) => void): Promise<void> {
     let senders: Map<string, string>;
     try {
-      const users = await this.bus.request(this.s.conversations.getUsers, { ids: [...new Set(list.map((c) => c.event.message.senderId))] }, Users);
+      const users: User[] = [];
+      // A reply holds the profiles that fit a NATS message; the rest are asked for again.
+      for (let ids = [...new Set(list.map((c) => c.event.message.senderId))]; ids.length > 0; ) {
+        const r = await this.bus.request(this.s.conversations.getUsers, { ids }, GetUsersReply);
+        users.push(...r.users);
+        ids = ids.slice(Math.max(1, r.answered));
+      }
       senders = new Map(users.map((u) => [u.id, u.username]));
     } catch (err) {
       fail(list, err);

@@ -63,10 +63,15 @@ export class PresenceNotifier {
   }
 
   private async send(userId: string, event: EphemeralEvent, requestId: string | undefined): Promise<void> {
-    const contacts = await this.bus.request(this.subjects.conversations.contacts, { userId }, ContactsReply, { requestId });
-    const recipients = await this.unblocked(userId, [...new Set(contacts)], requestId);
     const data = JSON.stringify(event);
-    for (const contactId of recipients) this.nc.publish(this.subjects.deliver(contactId), data, { headers: injectTrace() });
+    // Contacts come a page at a time (a user may have more than one reply holds); each page is told before the next is read.
+    let after: string | undefined;
+    do {
+      const page = await this.bus.request(this.subjects.conversations.contacts, { userId, ...(after === undefined ? {} : { after }) }, ContactsReply, { requestId });
+      const recipients = await this.unblocked(userId, [...new Set(page.userIds)], requestId);
+      for (const contactId of recipients) this.nc.publish(this.subjects.deliver(contactId), data, { headers: injectTrace() });
+      after = page.next ?? undefined;
+    } while (after !== undefined);
   }
 
   /** The contacts not in a block with `userId`, either way. */
