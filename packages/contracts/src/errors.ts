@@ -67,13 +67,19 @@ export class ChatError extends Error {
   readonly details?: unknown;
   /** RATE_LIMITED only: when the caller may try again (REST `Retry-After`, WS `retryAfterMs`). */
   readonly retryAfterMs?: number;
+  /**
+   * For the log only (subjects, library messages): never in toBody(), so it
+   * neither crosses the bus nor reaches a client, who gets code and message.
+   */
+  readonly internal?: unknown;
 
-  constructor(code: ErrorCode, message: string, details?: unknown, opts: { retryAfterMs?: number } = {}) {
+  constructor(code: ErrorCode, message: string, details?: unknown, opts: { retryAfterMs?: number; internal?: unknown } = {}) {
     super(message);
     this.name = 'ChatError';
     this.code = code;
     if (details !== undefined) this.details = details;
     if (opts.retryAfterMs !== undefined) this.retryAfterMs = opts.retryAfterMs;
+    if (opts.internal !== undefined) this.internal = opts.internal;
   }
 
   toBody(): ErrorBody {

@@ -80,6 +80,8 @@ async function dispatch(ep: EndpointDef, verb: string, msg: ServiceMsg, log: Log
     reply = { ok: true, data: await ep.handle(parsed.data, { requestId, log: ctxLog }) };
   } catch (err) {
     if (isChatError(err)) {
+      // What `internal` holds stays here, in this service's log under the request's id; the reply carries code and message.
+      if (err.internal !== undefined) ctxLog.warn({ code: err.code, internal: err.internal, subject: ep.subject }, err.message);
       reply = { ok: false, error: err.toBody() };
     } else if (isBackingServerDown(err)) {
       ctxLog.warn({ err: (err as Error).message, subject: ep.subject }, 'backing server unavailable');

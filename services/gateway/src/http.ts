@@ -20,6 +20,13 @@ export function errorResponse(c: Context, code: ErrorCode, message: string, deta
   return c.json({ error: { code, message, ...(details === undefined ? {} : { details }), requestId } }, status);
 }
 
+/**
+ * A failure on the server's side (5xx): the client gets its code and message
+ * only. Its details and `internal` (subjects, library messages) go to the log
+ * under the request's id, where an operator can find them from the client's report.
+ */
+export const isServerSide = (code: ErrorCode): boolean => errorStatus[code] >= 500;
+
 export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   const r = schema.safeParse(value);
   if (!r.success) throw new ChatError('VALIDATION_FAILED', 'request failed validation', issuesToDetails(r.error.issues));

@@ -16,6 +16,7 @@ import {
 import { inSpan, ROOT_CONTEXT, SpanKind, startSpan, type BusClient, type Context, type Logger } from '@chat/platform';
 import { z } from 'zod';
 import type { Principal } from '../auth';
+import { isServerSide } from '../http';
 import type { GatewayMetrics } from '../gateway-metrics';
 import { rateLimited, type RateLimits } from '../security/rate-limits';
 import type { SendPath } from '../send-path';
@@ -263,10 +264,14 @@ export class ClientConnection {
   }
 
   private error(replyTo: string | undefined, err: ChatError): void {
+    const serverSide = isServerSide(err.code);
+    // As over REST: a server-side failure's details stay in the log; the client's frame id finds the line.
+    if (serverSide)
+      this.log.warn({ userId: this.principal.id, connectionId: this.id, replyTo, code: err.code, details: err.details, internal: err.internal }, err.message);
     const payload = {
       code: err.code,
       message: err.message,
-      ...(err.details === undefined ? {} : { details: err.details }),
+      ...(err.details === undefined || serverSide ? {} : { details: err.details }),
       ...(err.retryAfterMs === undefined ? {} : { retryAfterMs: err.retryAfterMs }),
     };
     this.write({ type: 'error', ...(replyTo ? { replyTo } : {}), payload }, true);

@@ -4,6 +4,7 @@ import { WebSocketServer } from 'ws';
 import { ChatError, errorStatus, MAX_FRAME_BYTES, type ErrorCode } from '@chat/contracts';
 import type { Logger } from '@chat/platform';
 import { bearerToken, type Principal } from '../auth';
+import { isServerSide } from '../http';
 import type { ConnectionCaps } from '../security/connection-caps';
 import type { Credential, Gate } from '../security/gate';
 import { rateLimited, type RateLimits } from '../security/rate-limits';
@@ -73,7 +74,8 @@ export function createUpgradeHandler(opts: {
     } catch (err) {
       const e = err instanceof ChatError ? err : new ChatError('INTERNAL', 'internal error');
       if (!(err instanceof ChatError)) opts.log.error({ err, requestId }, 'upgrade failed');
-      refuse(socket, e.code, e.message, requestId, e.details, e.retryAfterMs);
+      else if (isServerSide(e.code)) opts.log.warn({ requestId, code: e.code, details: e.details, internal: e.internal }, e.message);
+      refuse(socket, e.code, e.message, requestId, isServerSide(e.code) ? undefined : e.details, e.retryAfterMs);
     }
   };
 }
