@@ -1,9 +1,14 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
 
 export interface Hook {
   body: any;
+  /** The body exactly as it arrived: what a signature covers. */
+  raw: string;
   headers: IncomingHttpHeaders;
+  /** With a secret: 'verified', or why `Webhook(secret).verify` refused the call (answered 401). */
+  signature?: string;
   status: number;
   /** When the answer was sent (after any delay). */
   answeredAt: number;
@@ -15,9 +20,12 @@ export type Answer = (n: number) => number | { status: number; delayMs: number }
 /**
  * A webhook endpoint on 127.0.0.1 for the notifications service to POST to.
  * It records every request; each receiverId's answers can be scripted, so
- * tests sharing one receiver never see each other's.
+ * tests sharing one receiver never see each other's. Given a secret, it
+ * verifies every call as a Standard Webhooks receiver would, and answers
+ * 401 to one that fails.
  */
-export async function startWebhookReceiver() {
+export async function startWebhookReceiver(opts: { secret?: string } = {}) {
+  const verifier = opts.secret ? new Webhook(opts.secret) : undefined;
   const hooks: Hook[] = [];
   const answers = new Map<string, Answer>();
   const arrived: Array<{ receiverId: string }> = [];
@@ -29,10 +37,19 @@ export async function startWebhookReceiver() {
       const body = JSON.parse(raw);
       arrived.push({ receiverId: body.receiverId });
       const n = arrived.filter((a) => a.receiverId === body.receiverId).length;
-      const planned = answers.get(body.receiverId)?.(n) ?? 200;
+      let signature: string | undefined;
+      if (verifier) {
+        try {
+          verifier.verify(raw, req.headers as Record<string, string>);
+          signature = 'verified';
+        } catch (err) {
+          signature = (err as Error).message;
+        }
+      }
+      const planned = signature !== undefined && signature !== 'verified' ? 401 : (answers.get(body.receiverId)?.(n) ?? 200);
       const { status, delayMs } = typeof planned === 'number' ? { status: planned, delayMs: 0 } : planned;
       setTimeout(() => {
-        hooks.push({ body, headers: req.headers, status, answeredAt: Date.now() });
+        hooks.push({ body, raw, headers: req.headers, status, answeredAt: Date.now(), ...(signature === undefined ? {} : { signature }) });
         res.writeHead(status, { 'content-type': 'text/plain' }).end(status < 300 ? 'ok' : 'no');
       }, delayMs);
     });

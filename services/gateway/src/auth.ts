@@ -1,6 +1,18 @@
-import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type FetchImplementation, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { ChatError, UserIdSchema, UsernameSchema } from '@chat/contracts';
-import type { Config } from '@chat/platform';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  customFetch,
+  errors as joseErrors,
+  jwksCache,
+  jwtVerify,
+  type FetchImplementation,
+  type ExportedJWKSCache,
+  type JWKSCacheInput,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
+import { ChatError, UserIdSchema, UsernameSchema, unstorableText } from '@chat/contracts';
+import { COMMITTED_JWT_SECRETS, type Config } from '@chat/platform';
 
 /** The authenticated caller, as the token's claims describe them. */
 export interface Principal {
@@ -12,6 +24,8 @@ export interface Principal {
 }
 
 const CLOCK_SKEW_S = 30;
+/** A fetched key set is used without asking the IdP again for this long. */
+const JWKS_FRESH_MS = 10 * 60_000;
 const ASYMMETRIC_ALGS = ['RS256', 'ES256', 'EdDSA'];
 
 export type TokenVerifier = (token: string) => Promise<Principal>;
@@ -23,17 +37,10 @@ export type TokenVerifier = (token: string) => Promise<Principal>;
  * checked with 30 s of leeway.
  */
 export function createTokenVerifier(
-  config: Pick<Config, 'JWT_SECRET' | 'JWT_JWKS_URL' | 'JWT_ISSUER' | 'JWT_AUDIENCE' | 'JWT_JWKS_COOLDOWN_MS'>,
+  config: Pick<Config, 'JWT_SECRET' | 'JWT_JWKS_URL' | 'JWT_ISSUER' | 'JWT_AUDIENCE' | 'JWT_JWKS_COOLDOWN_MS' | 'JWT_JWKS_MAX_STALE_S'>,
 ): TokenVerifier {
-  // The key set is cached for 10 minutes; an unknown `kid` refetches it at most
-  // once per cooldown, so a flood of forged kids cannot hammer the IdP.
   const key: Uint8Array | JWTVerifyGetKey = config.JWT_JWKS_URL
-    ? createRemoteJWKSet(new URL(config.JWT_JWKS_URL), {
-        cooldownDuration: config.JWT_JWKS_COOLDOWN_MS,
-        cacheMaxAge: 10 * 60_000,
-        timeoutDuration: 3000,
-        [customFetch]: guardedJwksFetch(config.JWT_JWKS_COOLDOWN_MS),
-      })
+    ? remoteKeySet(new URL(config.JWT_JWKS_URL), config.JWT_JWKS_COOLDOWN_MS, config.JWT_JWKS_MAX_STALE_S * 1000)
     : new TextEncoder().encode(config.JWT_SECRET);
   const algorithms = config.JWT_JWKS_URL ? ASYMMETRIC_ALGS : ['HS256'];
   const options = {
@@ -61,6 +68,17 @@ export function createTokenVerifier(
   return config.JWT_JWKS_URL ? verify : cachedVerifier(verify);
 }
 
+/**
+ * Said at start when tokens are verified with a secret committed to the
+ * repository (production refuses those; development accepts them so that
+ * `docker compose up` and `npm start` work at once): anyone who has read the
+ * repository can sign a token for any user of this gateway.
+ */
+export function committedSecretWarning(config: Pick<Config, 'NODE_ENV' | 'JWT_SECRET' | 'JWT_JWKS_URL'>): string | undefined {
+  if (config.NODE_ENV !== 'development' || config.JWT_JWKS_URL || !COMMITTED_JWT_SECRETS.includes(config.JWT_SECRET)) return undefined;
+  return 'JWT_SECRET is a development secret committed to the repository: anyone who has read it can sign tokens for any user. Keep this gateway to yourself, or set NODE_ENV=production and a JWT_SECRET of your own (e.g. openssl rand -base64 48)';
+}
+
 const VERIFIED_CACHE_SIZE = 10_000;
 const VERIFIED_TTL_MS = 60_000;
 
@@ -76,6 +94,44 @@ function cachedVerifier(verify: TokenVerifier): TokenVerifier {
     verified.set(token, { principal, until: Math.min(now + VERIFIED_TTL_MS, principal.expiresAt + CLOCK_SKEW_S * 1000) });
     if (verified.size > VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
     return principal;
+  };
+}
+
+/**
+ * The IdP's key set. It is cached for 10 minutes; an unknown `kid` refetches
+ * it at most once per cooldown, so a flood of forged kids cannot hammer the IdP.
+ * Past the 10 minutes jose refetches before every verification and fails it
+ * when the IdP does, which would turn an IdP outage into everyone being
+ * logged out although the keys it last served still verify their tokens: so
+ * while the IdP fails, the last set it served is used for up to `maxStaleMs`
+ * more. A kid that set does not know still needs the IdP (503), and once the
+ * set is too old every token does.
+ */
+function remoteKeySet(url: URL, cooldownMs: number, maxStaleMs: number): JWTVerifyGetKey {
+  // jose writes every set it fetches, and when, here.
+  const cache: Partial<ExportedJWKSCache> = {};
+  const remote = createRemoteJWKSet(url, {
+    cooldownDuration: cooldownMs,
+    cacheMaxAge: JWKS_FRESH_MS,
+    timeoutDuration: 3000,
+    [customFetch]: guardedJwksFetch(cooldownMs),
+    [jwksCache]: cache as JWKSCacheInput,
+  });
+  let stale: { uat: number; keys: ReturnType<typeof createLocalJWKSet> } | undefined;
+  return async (header, token) => {
+    try {
+      return await remote(header, token);
+    } catch (err) {
+      const { uat, jwks } = cache;
+      if (!isJwksUnavailable(err) || uat === undefined || !jwks || Date.now() >= uat + JWKS_FRESH_MS + maxStaleMs) throw err;
+      if (stale?.uat !== uat) stale = { uat, keys: createLocalJWKSet(jwks) };
+      try {
+        return await stale.keys(header, token);
+      } catch (staleErr) {
+        // Not in the old set: perhaps a key the IdP has added since, which only the IdP can tell.
+        throw staleErr instanceof joseErrors.JWKSNoMatchingKey ? err : staleErr;
+      }
+    }
   };
 }
 
@@ -127,14 +183,26 @@ export function principalFromClaims(claims: JWTPayload): Principal {
   const username = UsernameSchema.safeParse(claims.username ?? claims.preferred_username);
   if (!id.success) throw new ChatError('UNAUTHORIZED', 'token has no valid sub claim');
   if (!username.success) throw new ChatError('UNAUTHORIZED', 'token has no valid username claim');
-  const str = (v: unknown, max: number) => (typeof v === 'string' && v.length > 0 ? v.slice(0, max) : null);
   return {
     id: id.data,
     username: username.data,
-    displayName: str(claims.name, 256),
-    avatarUrl: str(claims.picture, 2048),
+    displayName: profileText(claims.name, 256),
+    avatarUrl: profileText(claims.picture, 2048),
     expiresAt: (claims.exp ?? 0) * 1000,
   };
+}
+
+/**
+ * An optional profile claim as stored text, at most `max` UTF-16 units, or
+ * null. One PostgreSQL text cannot hold (a NUL, a lone surrogate) is dropped
+ * rather than refused: the claim is decoration, the user is who `sub` says,
+ * and a refusal would lock them out until their IdP profile changed.
+ */
+function profileText(v: unknown, max: number): string | null {
+  if (typeof v !== 'string' || v.length === 0) return null;
+  // A cut between the two halves of a surrogate pair would leave one alone.
+  const cut = v.length > max && /[\uD800-\uDBFF]/.test(v[max - 1]!) ? v.slice(0, max - 1) : v.slice(0, max);
+  return cut.length > 0 && unstorableText(cut) === undefined ? cut : null;
 }
 
 /** The token of a request: `Authorization: Bearer <jwt>`. */

@@ -33,6 +33,7 @@ export function startNotificationsService(config: Config, log: Logger) {
             retryBaseMs: config.NOTIFICATION_RETRY_BASE_MS,
             retryMaxMs: config.NOTIFICATION_RETRY_MAX_MS,
             giveUpAfterMs: config.NOTIFICATION_GIVE_UP_AFTER_MS,
+            secret: config.NOTIFICATION_WEBHOOK_SECRET,
           },
           counters,
           log,

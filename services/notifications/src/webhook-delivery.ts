@@ -1,3 +1,4 @@
+import { Webhook } from 'standardwebhooks';
 import { withTransaction, WorkLoop, type Database, type Logger } from '@chat/platform';
 import { DeliveryOutcome, type NotificationMetrics } from './notification-metrics';
 import { NotificationsRepository, type DueNotification, type NotificationPayload } from './notifications.repository';
@@ -15,6 +16,8 @@ export interface WebhookOptions {
   retryBaseMs: number;
   retryMaxMs: number;
   giveUpAfterMs: number;
+  /** NOTIFICATION_WEBHOOK_SECRET (`whsec_` + base64): each POST is signed per Standard Webhooks. Unset: unsigned. */
+  secret?: string;
 }
 
 /**
@@ -32,13 +35,31 @@ interface PostResult {
   error: string | null;
 }
 
+/**
+ * The Standard Webhooks headers for one POST of `body`. Signed again at each
+ * attempt: receivers refuse a timestamp more than 5 minutes off their clock,
+ * and retries go on for much longer than that.
+ */
+export function signatureHeaders(signer: Webhook, notificationId: string, body: string, at = new Date()): Record<string, string> {
+  return {
+    'webhook-id': notificationId,
+    'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
+    'webhook-signature': signer.sign(notificationId, at, body),
+  };
+}
+
 /** One POST of the payload; never throws. A redirect counts as a failure (the URL is configured, not discovered). */
-export async function postWebhook(url: string, payload: NotificationPayload, timeoutMs: number): Promise<PostResult> {
+export async function postWebhook(url: string, payload: NotificationPayload, timeoutMs: number, signer?: Webhook): Promise<PostResult> {
   try {
+    const body = JSON.stringify(payload);
     const res = await fetch(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': payload.notificationId },
-      body: JSON.stringify(payload),
+      headers: {
+        'content-type': 'application/json',
+        'idempotency-key': payload.notificationId,
+        ...(signer ? signatureHeaders(signer, payload.notificationId, body) : {}),
+      },
+      body,
       redirect: 'manual',
       signal: AbortSignal.timeout(timeoutMs),
     });
@@ -66,6 +87,7 @@ export class WebhookDelivery extends WorkLoop {
   private readonly repo: NotificationsRepository;
   /** Longer than one POST plus recording its outcome, so no other worker takes a row in flight. */
   private readonly leaseMs: number;
+  private readonly signer: Webhook | undefined;
   constructor(
     private readonly db: Database,
     private readonly opts: WebhookOptions,
@@ -75,6 +97,7 @@ export class WebhookDelivery extends WorkLoop {
     super(log, 'webhook delivery', RETRY_MS);
     this.repo = new NotificationsRepository(db);
     this.leaseMs = opts.timeoutMs + 10_000;
+    this.signer = opts.secret ? new Webhook(opts.secret) : undefined;
   }
 
   protected async round(): Promise<number> {
@@ -96,7 +119,7 @@ export class WebhookDelivery extends WorkLoop {
 
   private async deliverOne(n: DueNotification): Promise<void> {
     const started = performance.now();
-    const result = await postWebhook(this.opts.url, n.payload, this.opts.timeoutMs);
+    const result = await postWebhook(this.opts.url, n.payload, this.opts.timeoutMs, this.signer);
     this.metrics.webhookDuration.observe({ result: resultClass(result) }, (performance.now() - started) / 1000);
     const ctx = { notificationId: n.id, userId: n.payload.receiverId, messageId: n.payload.messageId };
     try {
