@@ -92,7 +92,25 @@ describe('NATS down', () => {
 
   it('500 messages sent over REST and WS while NATS restarts: none lost, none twice for a client that resumes with since', async () => {
     const { alice, bob, conv } = await conversationPair(ctx.api);
-    const { client: aliceWs } = await connect(ctx.stack.gateway.port, { token: alice.token });
+    let aliceWs = (await connect(ctx.stack.gateway.port, { token: alice.token })).client;
+    let aliceClosed = false;
+    const watch = (ws: typeof aliceWs) => void ws.closed.then(() => ws === aliceWs && (aliceClosed = true));
+    watch(aliceWs);
+    // A socket the server closed while NATS was away (1011: resume with since) is opened again, as a real client does.
+    let reopening: Promise<void> | undefined;
+    const reopenAlice = () =>
+      (reopening ??= (async () => {
+        try {
+          const next = (await connect(ctx.stack.gateway.port, { token: alice.token })).client;
+          aliceWs = next;
+          aliceClosed = false;
+          watch(next);
+        } catch {
+          /* the upgrade needs NATS too: tried again on the next attempt */
+        } finally {
+          reopening = undefined;
+        }
+      })());
     const { client: bobWs } = await connect(ctx.stack.gateway.port, { token: bob.token });
     const TOTAL = 500;
     let done = 0;
@@ -101,16 +119,23 @@ describe('NATS down', () => {
     // A client's behaviour: retry what failed, with the same clientMessageId, until it is accepted.
     const sendOne = async (i: number) => {
       const clientMessageId = `load-${i}`;
+      const deadline = Date.now() + 60_000;
+      let last: unknown;
       for (;;) {
         let ok = false;
         if (i % 2 === 0) {
           const res = await ctx.api.post(`/conversations/${conv}/messages`, alice.token, { content: `n${i}`, clientMessageId });
           ok = res.status === 201 || res.status === 200;
+          last = { status: res.status, body: res.body };
         } else {
-          const reply = await aliceWs.request('message.send', { conversationId: conv, content: `n${i}`, clientMessageId }, 8000).catch(() => undefined);
-          ok = reply?.type === 'ack';
+          if (aliceClosed) await reopenAlice();
+          const reply = await aliceWs.request('message.send', { conversationId: conv, content: `n${i}`, clientMessageId }, 8000).catch((err: Error) => err.message);
+          ok = typeof reply === 'object' && reply?.type === 'ack';
+          last = reply;
         }
         if (ok) break;
+        // A send that never gets through is a failure to report, not a hang until the test's timeout.
+        if (Date.now() > deadline) throw new Error(`message ${i} still refused after 60 s; last answer: ${JSON.stringify(last)}`);
         await new Promise((r) => setTimeout(r, 200));
       }
       if (++done === 150) restarted = (async () => {
