@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { COMMITTED_JWT_SECRETS, ConfigError, DEV_JWT_SECRET, loadConfig } from '@chat/platform';
+import { COMMITTED_JWT_SECRETS, COMMITTED_NATS_PASSWORDS, ConfigError, DEV_JWT_SECRET, loadConfig } from '@chat/platform';
 import { extraGateway, useStack } from './helpers/stack';
 
 /**
@@ -87,6 +87,41 @@ describe('JWT secrets committed to the repository', () => {
     for (const secret of found.keys()) expect(loadConfig({ CONFIG_FILE: '/nonexistent/config.yaml', NODE_ENV: 'development', JWT_SECRET: secret }).JWT_SECRET).toBe(secret);
     const own = randomBytes(48).toString('base64');
     expect(loadConfig({ CONFIG_FILE: '/nonexistent/config.yaml', NODE_ENV: 'production', JWT_SECRET: own }).JWT_SECRET).toBe(own);
+  });
+});
+
+/** NATS passwords written in a file: compose's `${NATS_PASSWORD:-v}`, `NATS_PASSWORD=v`, `NATS_PASSWORD: v`. */
+function natsPasswordsIn(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.matchAll(/\$\{NATS_PASSWORD:?-([^}]*)\}/g)) out.push(m[1]!);
+  for (const m of text.matchAll(/\bNATS_PASSWORD\b["'`]?\s*[=:]\s*["'`]?([^\s"'`,;}|)]+)/g)) out.push(m[1]!);
+  return out.filter(literal);
+}
+
+describe('NATS passwords committed to the repository', () => {
+  const passwords = new Map<string, string[]>();
+  for (const file of repositoryFiles()) {
+    if (file.startsWith('test/')) continue; // the tests' private nats-servers are theirs alone
+    let text: string;
+    try {
+      text = readFileSync(join(ROOT, file), 'utf8');
+    } catch {
+      continue;
+    }
+    if (!text.includes('NATS_PASSWORD')) continue;
+    for (const v of natsPasswordsIn(text)) passwords.set(v, [...(passwords.get(v) ?? []), file]);
+  }
+
+  it('are found (compose, the dev overlay) and each is refused when NODE_ENV=production, naming NATS_PASSWORD', () => {
+    const where = [...passwords.values()].flat();
+    for (const file of ['docker-compose.yml', 'deploy/k8s/overlays/dev/kustomization.yaml']) expect(where, `a NATS password in ${file}`).toContain(file);
+    for (const [password, files] of passwords) {
+      expect(() => loadConfig({ CONFIG_FILE: '/nonexistent/config.yaml', NODE_ENV: 'production', JWT_SECRET: randomBytes(48).toString('base64'), NATS_USER: 'chat', NATS_PASSWORD: password }), `${password} (in ${files.join(', ')})`).toThrow(
+        /NATS_PASSWORD: this value is committed to the repository/,
+      );
+      expect(loadConfig({ CONFIG_FILE: '/nonexistent/config.yaml', NODE_ENV: 'development', NATS_USER: 'chat', NATS_PASSWORD: password }).NATS_PASSWORD).toBe(password);
+    }
+    for (const password of COMMITTED_NATS_PASSWORDS) expect(passwords.has(password), `${password} is listed but committed nowhere`).toBe(true);
   });
 });
 

@@ -5,11 +5,11 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { PrefixSchema } from '@chat/contracts';
 import { invalidIpEntry } from './ip';
-import { COMMITTED_JWT_SECRETS, webhookSecretProblem } from './secrets';
+import { COMMITTED_JWT_SECRETS, COMMITTED_NATS_PASSWORDS, webhookSecretProblem } from './secrets';
 import { NATS_AUTH_SETTINGS, natsSettingsIssues } from './nats-auth';
 
 export const DEV_JWT_SECRET = 'dev-only-secret-change-me-0123456789';
-export { COMMITTED_JWT_SECRETS, webhookSecretProblem } from './secrets';
+export { COMMITTED_JWT_SECRETS, COMMITTED_NATS_PASSWORDS, webhookSecretProblem } from './secrets';
 
 /** Where `npm run build` leaves the web chat in this repository: found from this file, so any working directory works. */
 export const DEFAULT_WEB_DIR = fileURLToPath(new URL('../../web/dist', import.meta.url));
@@ -130,6 +130,12 @@ export const ConfigSchema = z
           message: 'this value is committed to the repository (a development or example secret) and is refused when NODE_ENV=production; set your own, e.g. $(openssl rand -base64 48)',
         });
     }
+    if (c.NODE_ENV === 'production' && c.NATS_PASSWORD && COMMITTED_NATS_PASSWORDS.includes(c.NATS_PASSWORD))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['NATS_PASSWORD'],
+        message: 'this value is committed to the repository (a development default) and is refused when NODE_ENV=production; set your own, e.g. $(openssl rand -base64 32)',
+      });
     // In production a token key set or a notification must not travel where anyone on the path can read or change it.
     if (c.NODE_ENV === 'production') {
       for (const key of ['JWT_JWKS_URL', 'NOTIFICATION_WEBHOOK_URL'] as const)

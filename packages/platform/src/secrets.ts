@@ -20,6 +20,19 @@ export const COMMITTED_JWT_SECRETS: readonly string[] = [
 ];
 
 /**
+ * Every NATS password written down in this repository: compose's default and
+ * the Kubernetes dev overlay's. With one of them, any workload that reaches
+ * the bus speaks as a chat service (an actor of its choosing), so
+ * NODE_ENV=production refuses them too (config.ts).
+ */
+export const COMMITTED_NATS_PASSWORDS: readonly string[] = [
+  // docker-compose.yml (NATS_PASSWORD's development default)
+  'compose-dev-nats-password-0123456789',
+  // deploy/k8s/overlays/dev/kustomization.yaml
+  'dev-only-nats-password-for-chat-k8s',
+];
+
+/**
  * Why a NOTIFICATION_WEBHOOK_SECRET is unusable, or undefined when it is fine:
  * `whsec_` and the base64 of the key, as Standard Webhooks writes secrets, the
  * key at least 24 bytes (the specification's lower bound).
