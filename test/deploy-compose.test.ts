@@ -360,7 +360,7 @@ describe('docker-compose.yml', () => {
       for (const key of Object.keys(environment(name))) expect(known.has(key) || key.startsWith('OTEL_'), `${name}: ${key}`).toBe(true);
   });
 
-  it('runs visibly as development by default (a committed JWT secret), and as production only with a JWT secret of one\u2019s own; pointing at the compose hosts', () => {
+  it('runs visibly as development by default (a committed JWT secret), and as production only with a JWT secret and NATS password of one\u2019s own; pointing at the compose hosts', () => {
     const own = randomBytes(48).toString('base64');
     for (const name of CHAT) {
       const env = environment(name);
@@ -374,8 +374,12 @@ describe('docker-compose.yml', () => {
       const refused = ConfigSchema.safeParse(environment(name, { NODE_ENV: 'production' }));
       expect(refused.success, `${name}: production with the committed secret`).toBe(false);
       expect(refused.error?.issues.map((i) => i.path.join('.'))).toContain('JWT_SECRET');
-      const prod = environment(name, { NODE_ENV: 'production', JWT_SECRET: own });
-      expect([prod.NODE_ENV, prod.JWT_SECRET]).toEqual(['production', own]);
+      // With compose's committed NATS password it is refused too; production takes a password of one's own as well.
+      const ownSecretOnly = ConfigSchema.safeParse(environment(name, { NODE_ENV: 'production', JWT_SECRET: own }));
+      expect(ownSecretOnly.error?.issues.map((i) => i.path.join('.'))).toEqual(['NATS_PASSWORD']);
+      const natsPassword = randomBytes(32).toString('base64');
+      const prod = environment(name, { NODE_ENV: 'production', JWT_SECRET: own, NATS_PASSWORD: natsPassword });
+      expect([prod.NODE_ENV, prod.JWT_SECRET, prod.NATS_PASSWORD]).toEqual(['production', own, natsPassword]);
       const accepted = ConfigSchema.safeParse(prod);
       expect(accepted.success, `${name} in production: ${JSON.stringify(accepted.error?.issues)}`).toBe(true);
       expect(new URL(env.REDIS_URL!).hostname).toBe('redis');
