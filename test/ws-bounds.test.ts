@@ -250,3 +250,37 @@ describe('WebSocket bounds (issue 13, finding 2)', () => {
     }
   });
 });
+
+describe('the default WebSocket bounds', () => {
+  const ctx = useStack();
+
+  it('let a burst of 400 sockets of 400 users from one address in (an office NAT, the open-loop bench), all at once', async () => {
+    const { ConfigSchema } = await import('@chat/platform');
+    const defaults = ConfigSchema.parse({});
+    const gw = await extraGateway(ctx.stack, {
+      WS_MAX_CONNECTIONS_PER_USER: defaults.WS_MAX_CONNECTIONS_PER_USER,
+      WS_MAX_CONNECTIONS_PER_IP: defaults.WS_MAX_CONNECTIONS_PER_IP,
+      RATE_LIMIT_WS_UPGRADES_PER_MIN: defaults.RATE_LIMIT_WS_UPGRADES_PER_MIN,
+    });
+    const sockets: WsClient[] = [];
+    try {
+      const users = await Promise.all(Array.from({ length: 400 }, () => newUser('burst')));
+      const opened = await Promise.all(
+        users.map(
+          (u) =>
+            new Promise<WsClient | number>((resolve) => {
+              const ws = new WebSocket(wsUrl(gw.port, { token: u.token }));
+              ws.once('open', () => resolve(new WsClient(ws)));
+              ws.once('unexpected-response', (_req, res: IncomingMessage) => resolve(res.statusCode ?? 0));
+              ws.once('error', () => resolve(0));
+            }),
+        ),
+      );
+      for (const o of opened) if (typeof o !== 'number') sockets.push(o);
+      expect(opened.filter((o) => typeof o === 'number')).toEqual([]);
+    } finally {
+      for (const s of sockets) s.ws.terminate();
+      await gw.stop();
+    }
+  }, 60_000);
+});

@@ -82,11 +82,11 @@ export const ConfigSchema = z
     /** Open WebSockets one user may hold across all gateway instances; past it the upgrade is refused with 429. */
     WS_MAX_CONNECTIONS_PER_USER: z.coerce.number().int().positive().default(20),
     /** Open WebSockets from one client IP across all instances: high, since a NAT'd office or carrier-grade NAT shares one address. */
-    WS_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().positive().default(500),
+    WS_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().positive().default(2000),
     /** WebSocket upgrade attempts per client IP per minute (counted before authentication). */
-    RATE_LIMIT_WS_UPGRADES_PER_MIN: z.coerce.number().int().positive().default(60),
+    RATE_LIMIT_WS_UPGRADES_PER_MIN: z.coerce.number().int().positive().default(1200),
     /** POST /ws-ticket calls per client IP per minute. */
-    RATE_LIMIT_WS_TICKETS_PER_MIN: z.coerce.number().int().positive().default(60),
+    RATE_LIMIT_WS_TICKETS_PER_MIN: z.coerce.number().int().positive().default(1200),
     /** Lifetime of a single-use WebSocket ticket from POST /ws-ticket. */
     WS_TICKET_TTL_MS: z.coerce.number().int().min(1000).max(300_000).default(30_000),
     /** Prometheus port of a non-gateway service; 0 picks a free port. Defaults per service (9101-9105). */
