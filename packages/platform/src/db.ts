@@ -57,6 +57,15 @@ export function createDatabase(url: string, schema: string, opts: { max: number;
 /** Runs fn in one transaction; a thrown error rolls back. */
 export async function withTransaction<T>(db: Database, fn: (tx: Queryable) => Promise<T>): Promise<T> {
   const client = await db.pool.connect();
+  // A connection that dies while checked out (the server restarting between
+  // two statements) emits 'error' on the client, where the pool's own
+  // listener does not reach: unheard, it would end the process. The
+  // statement in flight fails with it anyway; the client is then discarded.
+  let broken: Error | undefined;
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', onError);
   const tx = instrument(client, db.metrics);
   try {
     await client.query('BEGIN');
@@ -64,10 +73,12 @@ export async function withTransaction<T>(db: Database, fn: (tx: Queryable) => Pr
     await client.query('COMMIT');
     return result;
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    if (!broken) await client.query('ROLLBACK').catch((rollbackErr: Error) => (broken = rollbackErr));
     throw err;
   } finally {
-    client.release();
+    client.off('error', onError);
+    // Released with an error, a client is closed rather than handed to the next caller.
+    client.release(broken);
   }
 }
 

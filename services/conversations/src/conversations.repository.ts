@@ -142,6 +142,10 @@ export class ConversationsRepository {
     // of the conversation has its row.
     const rowsIn = [...newest.values()].flatMap((s) => s.unread.map((u) => ({ s, userId: u.userId, count: u.count })));
     if (rowsIn.length === 0) return [];
+    // Rows are locked in the order given (a nested loop over the list): in one
+    // global order, replicas applying overlapping batches wait for each other
+    // instead of deadlocking.
+    rowsIn.sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : a.s.conversationId < b.s.conversationId ? -1 : a.s.conversationId > b.s.conversationId ? 1 : 0));
     const { rows } = await this.db.query<{ user_id: string }>(
       `UPDATE memberships AS m SET
          last_message = x.last_message,
