@@ -8,7 +8,7 @@ import {
   type ConsumerMessages,
   type JsMsg,
 } from '@nats-io/jetstream';
-import { eventStreamName, subjects } from '@chat/contracts';
+import { ChatError, eventStreamName, subjects } from '@chat/contracts';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { NatsConnection } from './nats';
 import type { Logger } from './logger';
@@ -72,7 +72,8 @@ async function ensureStream(nc: NatsConnection, spec: StreamSpec): Promise<void>
 /**
  * Thrown by a handler for an event it can never process (it does not parse,
  * say): the event goes to the dead-letter stream at once instead of being
- * retried. Any other error is retried up to MaxDeliver first.
+ * retried. A transient error (isTransientError) is retried for as long as it
+ * lasts; any other error up to `maxDeliver` deliveries.
  */
 export class PoisonEventError extends Error {
   override name = 'PoisonEventError';
@@ -81,6 +82,53 @@ export class PoisonEventError extends Error {
 /** Whether an error means the event can never be handled, so retrying it is pointless. */
 export const isPoisonError = (err: unknown): boolean =>
   err instanceof PoisonEventError || err instanceof SyntaxError || (err as Error | undefined)?.name === 'ZodError';
+
+/** Node's socket errors: the server is down, restarting, unreachable or not resolvable yet. */
+const TRANSIENT_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
+/**
+ * PostgreSQL's SQLSTATEs for "not now": admin shutdown, crash shutdown,
+ * cannot connect now (starting up, shutting down, in recovery), too many
+ * connections, serialization failure, deadlock (the statement is meant to be
+ * retried). Class 08 (connection exception) is matched by its prefix.
+ */
+const TRANSIENT_SQLSTATE = new Set(['57P01', '57P02', '57P03', '53300', '40001', '40P01']);
+/**
+ * Messages of client errors that carry no code: node-postgres's "Connection
+ * terminated (unexpectedly | due to connection timeout)" and "… is not
+ * queryable", pg-pool's checkout timeout; ioredis's closed connection and
+ * its fail-fast client (no offline queue) while Redis is away.
+ */
+const TRANSIENT_MESSAGE =
+  /^(Connection terminated\b|timeout exceeded when trying to connect$|Client has encountered a connection error and is not queryable$|Client was closed and is not queryable$|Connection is closed\.?$|Stream isn't writeable and enableOfflineQueue options is false$)/;
+
+/**
+ * Whether an error means "a dependency is away, try later": PostgreSQL or
+ * Redis not reachable, restarting or overloaded, or another service not
+ * answering on the bus (BusClient's SERVICE_UNAVAILABLE, which is also what a
+ * service answers when its own data store is down). Such a failure says
+ * nothing about the event, so the consumer retries it until the dependency
+ * is back rather than dead-lettering a valid event. Looks through `cause`
+ * (and an AggregateError's errors, all of which must be transient).
+ */
+export function isTransientError(err: unknown): boolean {
+  const seen = new Set<unknown>();
+  const check = (e: unknown): boolean => {
+    if (typeof e !== 'object' || e === null || seen.has(e) || seen.size > 8) return false;
+    seen.add(e);
+    const { code, name, message, cause } = e as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown };
+    if ((e instanceof ChatError || name === 'ChatError') && code === 'SERVICE_UNAVAILABLE') return true;
+    if (typeof code === 'string' && (TRANSIENT_ERRNO.has(code) || TRANSIENT_SQLSTATE.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return true;
+    if (name === 'MaxRetriesPerRequestError') return true;
+    if (typeof message === 'string' && TRANSIENT_MESSAGE.test(message)) return true;
+    if (e instanceof AggregateError && e.errors.length > 0 && e.errors.every(check)) return true;
+    return check(cause);
+  };
+  return check(err);
+}
+
+/** Today's curve: 0.5 s, 1 s, 2 s … doubling per delivery, at most 30 s. */
+const RETRY_DELAY_CAP_MS = 30_000;
+const defaultRetryDelayMs = (attempt: number) => 250 * 2 ** attempt;
 
 /** One event handed to a batch handler: its subject and its parsed JSON body. */
 export interface ConsumedEvent {
@@ -105,10 +153,11 @@ export const MAX_BATCH = 256;
 const MAX_ACK_PENDING = 4 * MAX_BATCH;
 /**
  * How long a delivered message may stay unacked before JetStream delivers it
- * again. A message can wait out the batch ahead of it and then its own, so
- * batch mode tells JetStream "still working" every ACK_WAIT_MS / 3 for the
- * batch in flight: a slow batch (dependencies timing out) is not redelivered
- * to another replica behind its back.
+ * again. A message can wait out the batch (or event) ahead of it and then its
+ * own, so both modes tell JetStream "still working" every ack_wait / 3 for
+ * what is in flight: a slow handler (a database restarting, dependencies
+ * timing out) does not get its events redelivered to another replica behind
+ * its back.
  */
 const ACK_WAIT_MS = 30_000;
 
@@ -117,7 +166,16 @@ interface ConsumerBase {
   durable: string;
   /** One subject filter (wildcards allowed): multi-filter consumers need nats-server 2.10, Debian 12 ships 2.9. */
   filterSubject: string;
+  /**
+   * Deliveries an event failing with an unknown error (not poison, not
+   * transient: a bug, say) gets before it is dead-lettered; default 10.
+   * Poison is dead-lettered at once, transient failures are retried forever.
+   */
   maxDeliver?: number;
+  /** The delay before a failed event's next delivery, by attempt (1 after the first); default 250 ms · 2^attempt, at most 30 s. For tests. */
+  retryDelayMs?: (attempt: number) => number;
+  /** ack_wait in ms; default 30 s. For tests (a handler slower than it). */
+  ackWaitMs?: number;
   log: Logger;
   /** The service's registry: `chat_jetstream_consumer_pending` and `chat_events_dead_lettered_total` go there. */
   registry?: Registry;
@@ -182,8 +240,13 @@ const pendingSources = new WeakMap<Registry, Map<string, () => Promise<number>>>
 const DRAINED = Symbol('drained');
 
 /**
- * A durable, explicit-ack pull consumer. A handler that throws is redelivered
- * with a growing delay up to `maxDeliver` times; handlers must be idempotent.
+ * A durable, explicit-ack pull consumer; handlers must be idempotent. A
+ * failed event is redelivered with a growing delay (at most 30 s), and only
+ * poison is ever given up on: a poison error dead-letters the event at once;
+ * a transient error (isTransientError: a dependency away) is retried for as
+ * long as it lasts, so an outage of any length loses nothing; any other
+ * error is retried up to `maxDeliver` deliveries, then dead-lettered (an
+ * unknown failure must not hold the event forever, nor be retried forever).
  * With `handleBatch`, messages are handed over in batches of whatever has
  * arrived; each is still acked, retried or dead-lettered on its own.
  */
@@ -194,14 +257,19 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
   const deadSubject = subjects(opts.prefix).events.deadLetter(opts.durable);
   const jsm = await jetstreamManager(nc);
   const maxDeliver = opts.maxDeliver ?? 10;
-  // Adding an existing durable with other settings updates it (nats-server 2.9+), so a deploy changes them in place.
+  const retryDelayMs = opts.retryDelayMs ?? defaultRetryDelayMs;
+  const ackWaitMs = opts.ackWaitMs ?? ACK_WAIT_MS;
+  // Adding an existing durable with other settings updates it (nats-server 2.9+), so a deploy changes them in place
+  // (a consumer created with max_deliver 10 by an earlier release becomes -1; checked on 2.9.10).
   await jsm.consumers.add(stream, {
     durable_name: opts.durable,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     filter_subject: opts.filterSubject,
-    max_deliver: maxDeliver,
-    ack_wait: ACK_WAIT_MS * 1_000_000,
+    // Unlimited on the server: JetStream would otherwise stop redelivering after maxDeliver, silently,
+    // whatever the failure. settleFailed applies the limit, to unknown errors only.
+    max_deliver: -1,
+    ack_wait: ackWaitMs * 1_000_000,
     max_ack_pending: MAX_ACK_PENDING,
   });
   const consumer = await js.consumers.get(stream, opts.durable);
@@ -234,11 +302,11 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
       { kind: SpanKind.CONSUMER, parent: extractTrace(m.headers), attributes: { ...spanAttributes, 'messaging.destination.name': m.subject } },
       async () => {
         try {
-          await handle(m.subject, m.json());
+          await whileWorking([m], () => handle(m.subject, m.json()));
           m.ack();
         } catch (err) {
-          opts.log.error({ err, subject: m.subject, attempt: m.info.deliveryCount, seq: m.seq, poison: isPoisonError(err) }, 'event handler failed');
-          await settleFailed(m, err, isPoisonError(err));
+          logFailure(err, { subject: m.subject, seq: m.seq, attempt: m.info.deliveryCount });
+          await settleFailed(m, err);
         }
       },
     );
@@ -307,7 +375,7 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
         owners.push(m);
       } catch (err) {
         opts.log.error({ err, subject: m.subject, attempt: m.info.deliveryCount, seq: m.seq, poison: true }, 'event is not JSON');
-        await settleFailed(m, err, true);
+        await settleFailed(m, err);
       }
     }
     if (events.length === 0) return;
@@ -321,20 +389,32 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
       else failed.set(err, [m]);
     });
     for (const [err, ms] of failed) {
-      const poison = isPoisonError(err);
-      opts.log.error({ err, events: ms.length, subject: ms[0]!.subject, seqs: ms.map((m) => m.seq).slice(0, 20), attempt: ms[0]!.info.deliveryCount, poison }, 'event handler failed');
-      await Promise.all(ms.map((m) => settleFailed(m, err, poison)));
+      logFailure(err, { events: ms.length, subject: ms[0]!.subject, seqs: ms.map((m) => m.seq).slice(0, 20), attempt: Math.max(...ms.map((m) => m.info.deliveryCount)) });
+      await Promise.all(ms.map((m) => settleFailed(m, err)));
     }
   }
 
-  async function runBatch(events: ConsumedEvent[], owners: JsMsg[], handleBatch: (events: ConsumedEvent[]) => Promise<BatchResults>): Promise<BatchResults> {
+  /** Runs `fn` telling JetStream every ack_wait / 3 that `ms` are still being worked on, so they are not redelivered meanwhile. */
+  async function whileWorking<T>(ms: readonly JsMsg[], fn: () => Promise<T>): Promise<T> {
     const heartbeat = setInterval(() => {
       try {
-        for (const m of owners) m.working();
+        for (const m of ms) m.working();
       } catch {
         // The connection is closing: the events come back after ack_wait anyway.
       }
-    }, ACK_WAIT_MS / 3);
+    }, ackWaitMs / 3);
+    try {
+      return await fn();
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  function runBatch(events: ConsumedEvent[], owners: JsMsg[], handleBatch: (events: ConsumedEvent[]) => Promise<BatchResults>): Promise<BatchResults> {
+    return whileWorking(owners, () => decideBatch(events, handleBatch));
+  }
+
+  async function decideBatch(events: ConsumedEvent[], handleBatch: (events: ConsumedEvent[]) => Promise<BatchResults>): Promise<BatchResults> {
     try {
       const results = await handleBatch(events);
       if (results.length !== events.length) throw new Error(`batch handler answered ${results.length} results for ${events.length} events`);
@@ -356,16 +436,32 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
       // Anything else (a database or dependency away) concerns every event: all are retried.
       const failure = toError(err);
       return events.map(() => failure);
-    } finally {
-      clearInterval(heartbeat);
     }
   }
 
-  /** Retries a failed event with a growing delay, or parks it on the dead-letter stream when it is poison or out of attempts. */
-  async function settleFailed(m: JsMsg, err: unknown, poison: boolean): Promise<void> {
+  /**
+   * One line per failed event (single mode) or per error of a batch. A
+   * dependency away is expected to pass, and is retried however long it
+   * lasts: a warning, with the attempt count. Poison and unknown errors are
+   * errors (they may end on the dead-letter stream).
+   */
+  function logFailure(err: unknown, fields: Record<string, unknown>): void {
+    const poison = isPoisonError(err);
+    if (!poison && isTransientError(err)) opts.log.warn({ err, ...fields, transient: true }, 'event handler failed on a dependency that is away: will retry until it is back');
+    else opts.log.error({ err, ...fields, poison }, 'event handler failed');
+  }
+
+  /**
+   * Retries a failed event with a growing delay, or parks it on the
+   * dead-letter stream: at once when it is poison, after `maxDeliver`
+   * deliveries when the error is unknown, never when it is transient (the
+   * event is valid; only a dependency is missing, and it will be back).
+   */
+  async function settleFailed(m: JsMsg, err: unknown): Promise<void> {
     const attempt = m.info.deliveryCount;
-    if (!poison && attempt < maxDeliver) {
-      m.nak(Math.min(30_000, 250 * 2 ** attempt));
+    const poison = isPoisonError(err);
+    if (!poison && (attempt < maxDeliver || isTransientError(err))) {
+      m.nak(Math.max(0, Math.min(RETRY_DELAY_CAP_MS, retryDelayMs(attempt))));
       return;
     }
     // One bad event must not hold up the rest: park it, with why, and move on.

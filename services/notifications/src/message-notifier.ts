@@ -9,10 +9,13 @@ import { PreferencesRepository } from './preferences.repository';
 const PresenceMap = idRecord(PresenceSchema);
 const PREVIEW_CODE_POINTS = 100;
 /**
- * A failing event (presence or blocks not answering) is redelivered with a
- * delay growing to 30 s; 64 deliveries span about the default give-up window
- * (30 min), past which the event counts as stale anyway; runConsumer then
- * parks it on the dead-letter stream.
+ * Deliveries for an event failing with an unknown error (a reply that does
+ * not add up, a bug): redelivered with a delay growing to 30 s, 64 deliveries
+ * span about the default give-up window (30 min), past which the event counts
+ * as stale anyway; runConsumer then parks it on the dead-letter stream.
+ * Presence, blocks or PostgreSQL not answering is transient and never counts
+ * against this: runConsumer retries such an event until they are back, so an
+ * outage loses no notification (one past the window is decided stale then).
  */
 const MAX_DELIVER = 64;
 /**
