@@ -301,6 +301,8 @@ const containerOf = (d: Deployment): Container => {
   if (!c) throw new Error(`Deployment ${d.metadata.name}: no container named ${d.metadata.name}`);
   return c;
 };
+/** The NATS cluster's objects (deploy/k8s/nats, in prod), which test/deploy-nats-cluster.test.ts checks. */
+const isNats = (x: Resource) => x.metadata.labels?.['app.kubernetes.io/name'] === 'nats';
 const selects = (selector: Labels, labels: Labels) => Object.entries(selector).every(([k, v]) => labels[k] === v);
 const portNumber = (c: Container, port: number | string | undefined): number | undefined =>
   typeof port === 'number' ? port : c.ports?.find((p) => p.name === port)?.containerPort;
@@ -423,8 +425,8 @@ describe('kustomizations', () => {
   };
   walk(K8S);
 
-  it('are the base and the two overlays', () => {
-    expect(dirs.map((d) => relative(K8S, d)).sort()).toEqual(['base', 'overlays/dev', 'overlays/prod']);
+  it('are the base, the NATS cluster and the two overlays', () => {
+    expect(dirs.map((d) => relative(K8S, d)).sort()).toEqual(['base', 'nats', 'overlays/dev', 'overlays/prod']);
   });
 
   it.each(dirs.map((d) => [relative(K8S, d), d]))('%s: every referenced file exists and kubectl kustomize renders it', (_, dir) => {
@@ -518,7 +520,7 @@ describe.each(RENDERINGS)('$label rendering', ({ label, r, tag, outOfBand }) => 
   });
 
   it('every setting is a ConfigSchema key (or SERVICE / OTEL_*), every value a string, no credential in a ConfigMap', () => {
-    for (const cm of ofKind<DataResource>(r, 'ConfigMap')) {
+    for (const cm of ofKind<DataResource>(r, 'ConfigMap').filter((x) => !isNats(x))) {
       for (const [key, value] of Object.entries(cm.data ?? {})) {
         expect(isKnownKey(key), `ConfigMap ${cm.metadata.name}: ${key}`).toBe(true);
         expect(typeof value, `ConfigMap ${cm.metadata.name}: ${key}`).toBe('string');
@@ -594,7 +596,7 @@ describe.each(RENDERINGS)('$label rendering', ({ label, r, tag, outOfBand }) => 
   });
 
   it('each Service selects exactly its Deployment\'s pods and targets a port the container opens (gateway: 80 → 8080 http; services: metrics)', () => {
-    for (const s of ofKind<Service>(r, 'Service')) {
+    for (const s of ofKind<Service>(r, 'Service').filter((x) => !isNats(x))) {
       const matching = deployments.filter((d) => selects(s.spec.selector, d.spec.template.metadata.labels));
       expect(matching.map((d) => d.metadata.name), `Service ${s.metadata.name}`).toEqual([s.metadata.name]);
       const c = containerOf(matching[0] as Deployment);
@@ -677,7 +679,7 @@ describe.each(RENDERINGS)('$label rendering', ({ label, r, tag, outOfBand }) => 
   });
 
   it('each PodDisruptionBudget selects exactly its Deployment\'s pods and can never block a drain', () => {
-    const pdbs = ofKind<Pdb>(r, 'PodDisruptionBudget');
+    const pdbs = ofKind<Pdb>(r, 'PodDisruptionBudget').filter((x) => !isNats(x));
     expect(pdbs.map((p) => p.metadata.name).sort()).toEqual(PROCESSES);
     for (const p of pdbs) {
       const matching = deployments.filter((d) => selects(p.spec.selector.matchLabels, d.spec.template.metadata.labels));
