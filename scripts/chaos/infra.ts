@@ -89,6 +89,11 @@ export class NatsNode {
     });
   }
 
+  /** Sends a signal and returns at once (SIGSTOP, SIGCONT). */
+  signal(sig: NodeJS.Signals): void {
+    this.child?.kill(sig);
+  }
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const child = this.child;
     if (!child) return Promise.resolve();

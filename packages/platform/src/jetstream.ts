@@ -160,6 +160,8 @@ const MAX_ACK_PENDING = 4 * MAX_BATCH;
  * its back.
  */
 const ACK_WAIT_MS = 30_000;
+/** How long each pull request stays open; heartbeats come every half of it. */
+const PULL_EXPIRES_MS = 5000;
 
 interface ConsumerBase {
   prefix: string;
@@ -285,7 +287,12 @@ export async function runConsumer(nc: NatsConnection, opts: ConsumerOptions): Pr
     });
   }
   const spanAttributes = { 'chat.service': opts.service ?? opts.durable, 'messaging.system': 'nats' };
-  const messages: ConsumerMessages = await consumer.consume({ max_messages: MAX_BATCH });
+  // A pull lost with its server (the consumer's leader moving to another NATS
+  // node) is noticed after two missed idle heartbeats, half of `expires`
+  // each: at the library's default (30 s) a consumer stood still for 30 s
+  // after a node died (found by the chaos run); at PULL_EXPIRES_MS it pulls
+  // again within about that long.
+  const messages: ConsumerMessages = await consumer.consume({ max_messages: MAX_BATCH, expires: PULL_EXPIRES_MS });
   const done = opts.handleBatch
     ? batchLoop(opts.handleBatch, Math.max(1, Math.min(opts.maxBatch ?? MAX_BATCH, MAX_BATCH)), opts.lingerMs ?? 0)
     : singleLoop(opts.handle);

@@ -15,6 +15,12 @@ export async function connectNats(settings: NatsSettings, name: string, log: Log
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
+    // A server that stops answering without closing (frozen, cut off) is
+    // given up within about 30 s, not the library's 4-6 minutes, and a
+    // server that accepts the TCP connection but never speaks within 3 s.
+    pingInterval: 10_000,
+    maxPingOut: 2,
+    timeout: 3000,
     waitOnFirstConnect: false,
     // Without this every request builds two Error objects (stack traces) up
     // front, in case it fails; BusClient names the subject in its own errors.
@@ -33,6 +39,26 @@ export async function connectNats(settings: NatsSettings, name: string, log: Log
 export interface RequestOptions {
   requestId?: string;
   timeoutMs?: number;
+  /**
+   * Safe to ask twice (a read, or a write the service deduplicates): if the
+   * connection to NATS drops while the request waits, its reply may have gone
+   * with it, so the request is asked again as soon as the connection is
+   * back, within the same timeout, instead of waiting the timeout out.
+   */
+  idempotent?: boolean;
+}
+
+/** How long a request made while the connection to NATS is down waits for it to come back (a NATS node restarting). */
+const RECONNECT_WAIT_MS = 2000;
+/** The least time a repeated request is given, even when the first took most of the timeout. */
+const MIN_RETRY_MS = 1000;
+const LOST = Symbol('connection lost');
+
+/** A promise and its resolve (Node 20 has no Promise.withResolvers). */
+function signal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
 }
 
 /**
@@ -41,10 +67,18 @@ export interface RequestOptions {
  * responder" or a timeout into SERVICE_UNAVAILABLE naming the service. The
  * subject and the library's message go in `internal`, for the log: they
  * describe this deployment's insides, not anything a client can act on.
+ *
+ * A NATS node restarting (a rolling upgrade, a node lost) is waited out
+ * rather than passed on: a request made while the connection is down waits
+ * up to RECONNECT_WAIT_MS for it, and an idempotent request whose
+ * connection dropped under it is asked again once the connection is back.
  */
 export class BusClient {
-  /** False while the connection to NATS is down: requests then fail at once instead of waiting out their timeout. */
+  /** False while the connection to NATS is down. */
   private connected = true;
+  /** Resolved at the next status change (disconnect or reconnect), then replaced. */
+  private change = signal();
+  private epoch = 0;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -56,14 +90,52 @@ export class BusClient {
 
   private async followStatus(): Promise<void> {
     for await (const s of this.nc.status()) {
-      if (s.type === 'disconnect') this.connected = false;
-      else if (s.type === 'reconnect') this.connected = true;
+      if (s.type !== 'disconnect' && s.type !== 'reconnect') continue;
+      this.connected = s.type === 'reconnect';
+      if (s.type === 'disconnect') this.epoch++;
+      const { resolve } = this.change;
+      this.change = signal();
+      resolve();
     }
   }
 
+  /** Whether the connection is up, waiting up to `ms` for it to come back. */
+  private async waitConnected(ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (!this.connected && !this.nc.isClosed()) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.change.promise, new Promise((r) => (timer = setTimeout(r, left)))]);
+      clearTimeout(timer);
+    }
+    return this.connected && !this.nc.isClosed();
+  }
+
+  /** Resolves with LOST when the connection drops after `epoch`. */
+  private lostSince(epoch: number): Promise<typeof LOST> {
+    if (this.epoch !== epoch) return Promise.resolve(LOST);
+    return this.change.promise.then(() => (this.epoch !== epoch ? LOST : this.lostSince(epoch)));
+  }
+
   async request<S extends z.ZodType>(subject: string, body: unknown, schema: S, opts: RequestOptions = {}): Promise<z.output<S>> {
-    if (!this.connected || this.nc.isClosed())
-      throw new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} is unreachable`, undefined, { internal: { subject, reason: 'nats disconnected' } });
+    const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    const unreachable = () =>
+      new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} is unreachable`, undefined, { internal: { subject, reason: 'nats disconnected' } });
+    if (!(await this.waitConnected(Math.min(RECONNECT_WAIT_MS, timeoutMs)))) throw unreachable();
+    if (!opts.idempotent) return this.attempt(subject, body, schema, opts, deadline - Date.now());
+    const epoch = this.epoch;
+    const first = this.attempt(subject, body, schema, opts, deadline - Date.now());
+    const outcome = await Promise.race([first, this.lostSince(epoch)]);
+    if (outcome !== LOST) return outcome;
+    // The connection went while the reply was awaited: ask again on the new one.
+    first.catch(() => undefined);
+    if (!(await this.waitConnected(Math.max(0, deadline - Date.now())))) throw unreachable();
+    return this.attempt(subject, body, schema, opts, Math.max(MIN_RETRY_MS, deadline - Date.now()));
+  }
+
+  private attempt<S extends z.ZodType>(subject: string, body: unknown, schema: S, opts: RequestOptions, timeoutMs: number): Promise<z.output<S>> {
     const operation = subject.split('.').slice(1).join('.');
     return inSpan(`request ${operation}`, { kind: SpanKind.CLIENT, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, async (span) => {
       // The span's context rides in the headers: the handler's span becomes its child.
@@ -72,7 +144,7 @@ export class BusClient {
       const started = performance.now();
       let raw: unknown;
       try {
-        const reply = await this.nc.request(subject, JSON.stringify(body), { timeout: opts.timeoutMs ?? this.defaultTimeoutMs, headers: h });
+        const reply = await this.nc.request(subject, JSON.stringify(body), { timeout: Math.max(1, Math.round(timeoutMs)), headers: h });
         raw = reply.json();
       } catch (err) {
         throw new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} did not answer`, undefined, { internal: { subject, reason: (err as Error).message } });

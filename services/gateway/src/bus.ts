@@ -4,6 +4,8 @@ import type { BusClient } from '@chat/platform';
 import type { z } from 'zod';
 import type { GatewayEnv } from './http';
 
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'PUT']);
+
 /**
  * What a route needs of the bus: one request to the owning service, with the
  * verified caller as `actor` and the request id in the headers.
@@ -15,6 +17,8 @@ export class Bus {
   ) {}
 
   call<S extends z.ZodType>(c: Context<GatewayEnv>, subject: string, body: Record<string, unknown>, schema: S): Promise<z.output<S>> {
-    return this.client.request(subject, { ...body, actor: c.get('principal').id }, schema, { requestId: c.get('requestId') });
+    // HTTP's idempotent methods may be asked again if NATS drops the connection under them.
+    const idempotent = IDEMPOTENT_METHODS.has(c.req.method);
+    return this.client.request(subject, { ...body, actor: c.get('principal').id }, schema, { requestId: c.get('requestId'), idempotent });
   }
 }

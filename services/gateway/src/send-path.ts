@@ -48,6 +48,8 @@ export class SendPath {
     try {
       const r = await this.bus.request(this.s.messages.send, { ...body, deadline: Date.now() + this.timeoutMs - this.marginMs }, Sent, {
         timeoutMs: this.timeoutMs,
+        // With a clientMessageId the service stores a repeat once and answers the original: safe to ask again.
+        idempotent: body.clientMessageId !== undefined,
         ...(requestId ? { requestId } : {}),
       });
       if (r.created) this.metrics.messagesTotal.inc();

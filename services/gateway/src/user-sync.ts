@@ -31,7 +31,8 @@ export class UserSync {
         this.subjects.conversations.upsertUser,
         { id: p.id, username: p.username, displayName: p.displayName, avatarUrl: p.avatarUrl },
         UserSchema,
-        { requestId },
+        // An upsert: asking twice writes the same row.
+        { requestId, idempotent: true },
       );
     } catch (err) {
       if (err instanceof ChatError && err.code === 'SERVICE_UNAVAILABLE') {

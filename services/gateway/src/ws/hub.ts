@@ -221,7 +221,7 @@ export class RealtimeHub {
         limit(async () => {
           try {
             const connections = chunk.map((c) => ({ userId: c.principal.id, connectionId: c.id }));
-            const { refreshed } = await this.bus.request(this.s.presence.heartbeat, { connections }, Refreshed, { timeoutMs: HEARTBEAT_TIMEOUT_MS });
+            const { refreshed } = await this.bus.request(this.s.presence.heartbeat, { connections }, Refreshed, { timeoutMs: HEARTBEAT_TIMEOUT_MS, idempotent: true });
             if (refreshed >= chunk.length) return;
             missing += chunk.length - refreshed;
             for (const c of chunk) if (this.isAttached(c)) this.announce(c);
