@@ -21,6 +21,10 @@ export class Proc {
   /** For a gateway: whether the harness's load balancer sends clients to it. */
   inRotation = false;
   starts = 0;
+  /** Set while the harness itself is stopping or killing the process: any other exit is a crash. */
+  private expectExit = false;
+  /** Called when the process exits on its own (a crash the harness did not cause). */
+  onCrash: ((why: string) => void) | undefined;
 
   constructor(
     readonly name: string,
@@ -44,6 +48,7 @@ export class Proc {
   async start(timeoutMs = 90_000): Promise<void> {
     this.output = '';
     this.starts++;
+    this.expectExit = false;
     const child = spawn(process.execPath, ['--import', 'tsx', `services/${this.service}/src/main.ts`], {
       cwd: ROOT,
       env: { ...process.env, ...this.env },
@@ -51,6 +56,9 @@ export class Proc {
     });
     guard(child);
     this.child = child;
+    child.once('exit', (code, sig) => {
+      if (!this.expectExit && child === this.child) this.onCrash?.(`${this.name} exited on its own (${sig ?? `code ${code}`}): ${this.output.split('\n').filter(Boolean).slice(-3).join(' | ').slice(0, 400)}`);
+    });
     const take = (d: Buffer) => {
       this.log.write(d);
       // Only the start-up lines are searched; the rest goes to the file alone.
@@ -67,6 +75,7 @@ export class Proc {
   }
 
   signal(sig: NodeJS.Signals): void {
+    if (sig === 'SIGKILL' || sig === 'SIGTERM') this.expectExit = true;
     this.child?.kill(sig);
   }
 
@@ -81,6 +90,7 @@ export class Proc {
   async terminate(graceMs = 30_000): Promise<{ forced: boolean; code: number | null }> {
     const child = this.child;
     if (!child || !this.running) return { forced: false, code: child?.exitCode ?? null };
+    this.expectExit = true;
     child.kill('SIGTERM');
     let forced = false;
     const timer = setTimeout(() => {

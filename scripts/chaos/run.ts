@@ -235,6 +235,9 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       },
     });
     cleanups.push(() => fleet.stop());
+    let current: Phase | undefined;
+    const crashesOutsidePhases: string[] = [];
+    for (const p of fleet.procs) p.onCrash = (why) => (current ? current.crashes.push(why) : crashesOutsidePhases.push(why));
     const t0 = Date.now();
     await fleet.start();
     log(`chaos: ${fleet.procs.length} processes ready in ${((Date.now() - t0) / 1000).toFixed(1)} s (${fleet.procs.map((p) => p.name).join(', ')})`);
@@ -271,6 +274,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       await healthy(ctx);
       const phase = new Phase(fault.name);
       phases.push(phase);
+      current = phase;
       traffic.phase = phase;
       traffic.sending = true;
       const windowStart = Date.now();
@@ -296,9 +300,11 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       if (r.repeats) problems.push(`${r.fault}: ${r.repeats} seq repeat(s)`);
       if (r.viewMismatches) problems.push(`${r.fault}: ${r.viewMismatches} user(s) with a wrong list or unread total`);
       if (r.unacked) problems.push(`${r.fault}: ${r.unacked} send(s) never acknowledged`);
+      for (const c of r.crashes) problems.push(`${r.fault}: ${c}`);
       if (r.failed) problems.push(`${r.fault}: ${r.failed} send(s) refused for good`);
       if (r.fault.startsWith('rolling restart') && r.rest.status5xx) problems.push(`${r.fault}: ${r.rest.status5xx} REST 5xx`);
     }
+    for (const c of crashesOutsidePhases) problems.push(c);
     if (whole.lost || whole.doubled) problems.push(`whole run: ${whole.lost} lost, ${whole.doubled} doubled`);
     return { results, faults: chosen.filter((f) => f.id !== 'baseline').length, lost, doubled, problems, whole, seconds: (Date.now() - started) / 1000, dir };
   } finally {
@@ -325,7 +331,7 @@ export function summaryLine(r: PhaseResult): string {
   return (
     `sent ${r.sent}, acked ${r.acked}, delivered ${r.delivered}, lost ${r.lost}, doubled ${r.doubled}` +
     `${r.unacked ? `, unacked ${r.unacked}` : ''}${r.gaps || r.repeats ? `, seq gaps ${r.gaps} repeats ${r.repeats}` : ''}` +
-    `${r.viewMismatches ? `, wrong views ${r.viewMismatches}` : ''}; REST ok ${r.rest.ok} 5xx ${r.rest.status5xx} conn ${r.rest.network}` +
+    `${r.viewMismatches ? `, wrong views ${r.viewMismatches}` : ''}${r.crashes.length ? `, crashed ${r.crashes.length}` : ''}; REST ok ${r.rest.ok} 5xx ${r.rest.status5xx} conn ${r.rest.network}` +
     `; ack p50 ${r.ackP50} ms p99 ${r.ackP99} ms; recovered ${r.recoveredS.toFixed(1)} s${errors ? `; clients saw: ${errors}` : ''}`
   );
 }

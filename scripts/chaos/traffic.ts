@@ -27,6 +27,8 @@ export class Phase {
   lastErrorAt = 0;
   /** Acks that named another message than an earlier ack of the same send. */
   ackMismatches = 0;
+  /** Processes that exited without the harness asking. */
+  readonly crashes: string[] = [];
 
   constructor(readonly name: string) {}
 

@@ -27,6 +27,8 @@ export interface PhaseResult {
   clientErrors: Record<string, number>;
   /** From the fault to the last error a client saw, in seconds (0: none seen). */
   recoveredS: number;
+  /** Processes that exited on their own during the window. */
+  crashes: string[];
   ackP50: number;
   ackP99: number;
   notes: string[];
@@ -141,6 +143,7 @@ export class Verifier {
       viewMismatches,
       rest: phase.rest,
       clientErrors: Object.fromEntries(phase.clientErrors),
+      crashes: phase.crashes,
       recoveredS: phase.lastErrorAt && phase.faultAt ? Math.max(0, (phase.lastErrorAt - phase.faultAt) / 1000) : 0,
       ackP50: quantile(latencies, 0.5),
       ackP99: quantile(latencies, 0.99),
