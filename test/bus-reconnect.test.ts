@@ -104,4 +104,28 @@ describe('BusClient when its NATS node stops answering mid-request', () => {
       await cluster.nodes[0]!.start();
     }
   }, 30_000);
+
+  it('hedges an idempotent read: with no answer after a second it asks again, and takes the first answer', async () => {
+    const nc = await connect({ servers: cluster.nodes[1]!.url });
+    let seen = 0;
+    // The first ask vanishes (its reply lost with a node, its replica frozen); a second is answered.
+    nc.subscribe('bus-test.flaky', {
+      queue: 'q',
+      callback: (_err, msg) => {
+        if (++seen > 1) msg.respond(JSON.stringify({ ok: true, data: { seen } }));
+      },
+    });
+    await nc.flush();
+    const bus = new BusClient(nc, 5000);
+    try {
+      const started = Date.now();
+      expect(await bus.request('bus-test.flaky', {}, z.object({ seen: z.number() }), { idempotent: true, hedge: true })).toEqual({ seen: 2 });
+      expect(Date.now() - started).toBeLessThan(3000);
+      // Not hedged, the same loss is a timeout.
+      seen = 0;
+      await expect(bus.request('bus-test.flaky', {}, z.unknown(), { idempotent: true, timeoutMs: 1500 })).rejects.toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
+    } finally {
+      await nc.close();
+    }
+  }, 30_000);
 });

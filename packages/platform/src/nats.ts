@@ -46,13 +46,45 @@ export interface RequestOptions {
    * back, within the same timeout, instead of waiting the timeout out.
    */
   idempotent?: boolean;
+  /**
+   * For idempotent reads: when no answer has come after HEDGE_AFTER_MS, ask
+   * once more (the queue group may pick another replica) and take whichever
+   * answers first. A reply lost with a NATS node the caller is not on, or a
+   * replica frozen mid-request, then costs a second instead of a timeout.
+   * Not for writes: under overload a hedge is one more job for a busy service.
+   */
+  hedge?: boolean;
 }
 
 /** How long a request made while the connection to NATS is down waits for it to come back (a NATS node restarting). */
 const RECONNECT_WAIT_MS = 2000;
 /** The least time a repeated request is given, even when the first took most of the timeout. */
 const MIN_RETRY_MS = 1000;
+/** When a hedged request asks again: far past any normal reply (milliseconds), well inside the timeout. */
+const HEDGE_AFTER_MS = 1000;
 const LOST = Symbol('connection lost');
+const HEDGE = Symbol('hedge');
+/** The failures of an attempt that say nothing came back (timeout, no responder), as opposed to a service's answer. */
+const noAnswer = new WeakSet<object>();
+
+type Settled<T> = { value: T } | { error: unknown };
+/**
+ * The first attempt that got an answer (a reply, or a service's error), or,
+ * when every attempt so far got none, the last one's failure.
+ */
+function firstAnswer<T>(attempts: Array<Promise<T>>): Promise<Settled<T> | { none: unknown }> {
+  return new Promise((resolve) => {
+    let failed = 0;
+    for (const a of attempts)
+      a.then(
+        (value) => resolve({ value }),
+        (error: unknown) => {
+          if (!(typeof error === 'object' && error !== null && noAnswer.has(error))) resolve({ error });
+          else if (++failed === attempts.length) resolve({ none: error });
+        },
+      );
+  });
+}
 
 /** A promise and its resolve (Node 20 has no Promise.withResolvers). */
 function signal(): { promise: Promise<void>; resolve: () => void } {
@@ -126,13 +158,35 @@ export class BusClient {
     if (!(await this.waitConnected(Math.min(RECONNECT_WAIT_MS, timeoutMs)))) throw unreachable();
     if (!opts.idempotent) return this.attempt(subject, body, schema, opts, deadline - Date.now());
     const epoch = this.epoch;
-    const first = this.attempt(subject, body, schema, opts, deadline - Date.now());
-    const outcome = await Promise.race([first, this.lostSince(epoch)]);
-    if (outcome !== LOST) return outcome;
-    // The connection went while the reply was awaited: ask again on the new one.
-    first.catch(() => undefined);
-    if (!(await this.waitConnected(Math.max(0, deadline - Date.now())))) throw unreachable();
-    return this.attempt(subject, body, schema, opts, Math.max(MIN_RETRY_MS, deadline - Date.now()));
+    const attempts: Array<Promise<z.output<S>>> = [];
+    const ask = () => {
+      const a = this.attempt(subject, body, schema, opts, Math.max(MIN_RETRY_MS, deadline - Date.now()));
+      a.catch(() => undefined); // settled through firstAnswer
+      attempts.push(a);
+    };
+    ask();
+    let hedge: Promise<typeof HEDGE> | undefined;
+    let hedgeTimer: NodeJS.Timeout | undefined;
+    if (opts.hedge) hedge = new Promise((r) => (hedgeTimer = setTimeout(r, Math.min(HEDGE_AFTER_MS, timeoutMs / 2), HEDGE)));
+    let reasked = false;
+    try {
+      for (;;) {
+        const next = await Promise.race([firstAnswer(attempts), ...(hedge ? [hedge] : []), ...(reasked ? [] : [this.lostSince(epoch)])]);
+        if (next === HEDGE) {
+          hedge = undefined;
+          ask();
+        } else if (next === LOST) {
+          // The connection went while the reply was awaited: ask again on the new one.
+          reasked = true;
+          if (!(await this.waitConnected(Math.max(0, deadline - Date.now())))) throw unreachable();
+          ask();
+        } else if ('value' in next) return next.value;
+        else if ('error' in next) throw next.error;
+        else throw next.none;
+      }
+    } finally {
+      clearTimeout(hedgeTimer);
+    }
   }
 
   private attempt<S extends z.ZodType>(subject: string, body: unknown, schema: S, opts: RequestOptions, timeoutMs: number): Promise<z.output<S>> {
@@ -147,7 +201,9 @@ export class BusClient {
         const reply = await this.nc.request(subject, JSON.stringify(body), { timeout: Math.max(1, Math.round(timeoutMs)), headers: h });
         raw = reply.json();
       } catch (err) {
-        throw new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} did not answer`, undefined, { internal: { subject, reason: (err as Error).message } });
+        const failure = new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} did not answer`, undefined, { internal: { subject, reason: (err as Error).message } });
+        noAnswer.add(failure);
+        throw failure;
       } finally {
         this.onDuration?.(subject, (performance.now() - started) / 1000);
       }

@@ -5,6 +5,7 @@ import type { NatsConnection } from './nats';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 import { extractTrace, inSpan, markSpanError, SpanKind } from './tracing';
+import { isTransientError } from './jetstream';
 
 export interface HandlerContext {
   requestId: string | undefined;
@@ -22,6 +23,20 @@ export interface EndpointDef<S extends z.ZodType = z.ZodType> {
 export const endpoint = <S extends z.ZodType>(subject: string, schema: S, handle: EndpointDef<S>['handle']): EndpointDef =>
   ({ subject, schema, handle }) as unknown as EndpointDef;
 
+/** The endpoints of a service on the bus. */
+export interface HostedService {
+  service: Service;
+  /**
+   * Stops taking requests (the subscriptions are drained, so the queue group
+   * sends new ones to the other replicas), then waits for every handler
+   * still running to reply: only then may the connection be drained and
+   * closed. Without the wait, a request taken just before a SIGTERM lost its
+   * reply and its caller waited out the timeout (found by the chaos run's
+   * rolling restart).
+   */
+  stop(): Promise<void>;
+}
+
 /**
  * Registers endpoints with the NATS services API in its default queue group,
  * so replicas share the load and `$SRV.PING|STATS|INFO.<name>` discovery works.
@@ -35,8 +50,9 @@ export async function startMicroService(
   endpoints: EndpointDef[],
   log: Logger,
   metrics?: Metrics,
-): Promise<Service> {
+): Promise<HostedService> {
   const svc = await new Svcm(nc).add({ ...info });
+  const inFlight = new Set<Promise<unknown>>();
   for (const ep of endpoints) {
     const verb = ep.subject.split('.').slice(2).join('.');
     // <prefix>.<service>.<verb>: spans are named without the deployment's prefix.
@@ -48,7 +64,7 @@ export async function startMicroService(
           log.error({ err, subject: ep.subject }, 'endpoint subscription failed');
           return;
         }
-        void inSpan(
+        const handled = inSpan(
           `${service}.${verb}`,
           { kind: SpanKind.SERVER, parent: extractTrace(msg.headers), attributes: { 'chat.service': service, 'messaging.system': 'nats', 'messaging.destination.name': ep.subject } },
           async (span) => {
@@ -57,10 +73,19 @@ export async function startMicroService(
             if (outcome === 'INTERNAL' || outcome === 'SERVICE_UNAVAILABLE') markSpanError(span, outcome);
           },
         );
+        inFlight.add(handled);
+        const settled = () => inFlight.delete(handled);
+        handled.then(settled, settled);
       },
     });
   }
-  return svc;
+  return {
+    service: svc,
+    async stop() {
+      await svc.stop();
+      await Promise.allSettled([...inFlight]);
+    },
+  };
 }
 
 async function dispatch(ep: EndpointDef, verb: string, msg: ServiceMsg, log: Logger, metrics?: Metrics): Promise<string> {
@@ -83,7 +108,7 @@ async function dispatch(ep: EndpointDef, verb: string, msg: ServiceMsg, log: Log
       // What `internal` holds stays here, in this service's log under the request's id; the reply carries code and message.
       if (err.internal !== undefined) ctxLog.warn({ code: err.code, internal: err.internal, subject: ep.subject }, err.message);
       reply = { ok: false, error: err.toBody() };
-    } else if (isBackingServerDown(err)) {
+    } else if (isTransientError(err)) {
       ctxLog.warn({ err: (err as Error).message, subject: ep.subject }, 'backing server unavailable');
       reply = { ok: false, error: { code: 'SERVICE_UNAVAILABLE', message: `${ep.subject.split('.')[1]}: its data store is unavailable` } };
     } else {
@@ -100,16 +125,4 @@ async function dispatch(ep: EndpointDef, verb: string, msg: ServiceMsg, log: Log
     ctxLog.warn({ err, subject: ep.subject }, 'could not send reply');
   }
   return outcome;
-}
-
-const DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', '57P01', '57P03', '53300']);
-
-/** PostgreSQL or Redis not answering: a 503 for the caller, not an INTERNAL. */
-function isBackingServerDown(err: unknown): boolean {
-  const e = err as { code?: unknown; name?: unknown; message?: unknown };
-  return (
-    (typeof e.code === 'string' && DOWN_CODES.has(e.code)) ||
-    e.name === 'MaxRetriesPerRequestError' ||
-    /Connection is closed|Connection terminated|timeout exceeded when trying to connect|connect ECONNREFUSED/i.test(String(e.message ?? ''))
-  );
 }

@@ -2,12 +2,11 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChatError } from '@chat/contracts';
-import { BusClient, createLogger, createMetrics, endpoint, startMicroService } from '../src';
-import type { Service } from '@nats-io/services';
+import { BusClient, createLogger, createMetrics, endpoint, startMicroService, type HostedService } from '../src';
 
 const prefix = `sh${Date.now().toString(36)}`;
 let nc: NatsConnection;
-let svc: Service;
+let svc: HostedService;
 const metrics = createMetrics('test');
 
 beforeAll(async () => {
@@ -79,5 +78,31 @@ describe('service host and bus client over real NATS', () => {
     expect(pong.json()).toMatchObject({ name: `${prefix}-probe`, type: 'io.nats.micro.v1.ping_response' });
     const counted = (await metrics.natsHandler.get()).values.filter((v) => v.metricName?.endsWith('_count') && v.labels.endpoint === 'echo');
     expect(counted.reduce((n, v) => n + v.value, 0)).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('stopping a service with a request in flight (a rolling restart)', () => {
+  it('replies to the request it already took before its connection is drained', async () => {
+    const own = await connect({ servers: process.env.NATS_URL ?? 'nats://127.0.0.1:4222' });
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const hosted = await startMicroService(
+      own,
+      { name: `${prefix}-slow`, version: '0.0.1', description: 'test' },
+      [
+        endpoint(`${prefix}.slow.work`, z.object({}), async () => {
+          started();
+          await new Promise((r) => setTimeout(r, 300));
+          return { done: true };
+        }),
+      ],
+      createLogger('test', 'silent'),
+    );
+    const reply = new BusClient(nc, 3000).request(`${prefix}.slow.work`, {}, z.object({ done: z.boolean() }));
+    await running;
+    // What SIGTERM does: stop taking requests, then drain and close the connection.
+    await hosted.stop();
+    await own.drain();
+    await expect(reply).resolves.toEqual({ done: true });
   });
 });

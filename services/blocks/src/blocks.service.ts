@@ -105,7 +105,7 @@ export class BlocksService {
     const users: User[] = [];
     // A reply holds the profiles that fit a NATS message; the rest are asked for again.
     for (let ids = kept.map((r) => r.blocked_id); ids.length > 0; ) {
-      const r = await this.bus.request(this.subjects.conversations.getUsers, { ids }, GetUsersReply, { requestId: ctx.requestId, idempotent: true });
+      const r = await this.bus.request(this.subjects.conversations.getUsers, { ids }, GetUsersReply, { requestId: ctx.requestId, idempotent: true, hedge: true });
       users.push(...r.users);
       ids = ids.slice(Math.max(1, r.answered));
     }
@@ -140,7 +140,7 @@ export class BlocksService {
   }
 
   private findUser(username: string, ctx: CallContext): Promise<User> {
-    return this.bus.request(this.subjects.conversations.findUser, { username }, UserSchema, { requestId: ctx.requestId, idempotent: true });
+    return this.bus.request(this.subjects.conversations.findUser, { username }, UserSchema, { requestId: ctx.requestId, idempotent: true, hedge: true });
   }
 
   /** The status of each pair, in the order given: one statement for a whole batch of unrelated pairs. */

@@ -152,7 +152,7 @@ export class ConversationsService {
     if (rows.length === 0) return [];
     const otherIds = [...new Set(rows.map((r) => r.user_id))];
     const [statuses, presence] = await Promise.all([
-      this.bus.request(this.subjects.blocks.statusMany, { userId: actor, otherIds }, StatusMap, { requestId: ctx.requestId, idempotent: true }),
+      this.bus.request(this.subjects.blocks.statusMany, { userId: actor, otherIds }, StatusMap, { requestId: ctx.requestId, idempotent: true, hedge: true }),
       this.presenceOf(otherIds, ctx),
     ]);
     return rows.map((r) => {
@@ -179,7 +179,7 @@ export class ConversationsService {
   /** Presence is decoration: when its service is away the list still answers, showing everyone offline. */
   private async presenceOf(userIds: string[], ctx: CallContext): Promise<Record<string, Presence>> {
     try {
-      return await this.bus.request(this.subjects.presence.query, { userIds }, PresenceMap, { requestId: ctx.requestId, timeoutMs: 1000, idempotent: true });
+      return await this.bus.request(this.subjects.presence.query, { userIds }, PresenceMap, { requestId: ctx.requestId, timeoutMs: 1000, idempotent: true, hedge: true });
     } catch (err) {
       ctx.log.warn({ err: (err as Error).message }, 'presence unavailable: showing participants offline');
       return {};

@@ -17,8 +17,8 @@ export class Bus {
   ) {}
 
   call<S extends z.ZodType>(c: Context<GatewayEnv>, subject: string, body: Record<string, unknown>, schema: S): Promise<z.output<S>> {
-    // HTTP's idempotent methods may be asked again if NATS drops the connection under them.
+    // HTTP's idempotent methods may be asked again: when NATS drops the connection under them, or no answer has come within a second.
     const idempotent = IDEMPOTENT_METHODS.has(c.req.method);
-    return this.client.request(subject, { ...body, actor: c.get('principal').id }, schema, { requestId: c.get('requestId'), idempotent });
+    return this.client.request(subject, { ...body, actor: c.get('principal').id }, schema, { requestId: c.get('requestId'), idempotent, hedge: idempotent });
   }
 }

@@ -194,7 +194,7 @@ export class MessagesService {
   private async learnConversation(conversationId: string, ctx: CallContext): Promise<void> {
     let reply;
     try {
-      reply = await this.bus.request(this.subjects.conversations.participants, { conversationId }, ParticipantsReply, { requestId: ctx.requestId, idempotent: true });
+      reply = await this.bus.request(this.subjects.conversations.participants, { conversationId }, ParticipantsReply, { requestId: ctx.requestId, idempotent: true, hedge: true });
     } catch (err) {
       if (err instanceof ChatError && err.code === 'CONVERSATION_NOT_FOUND') throw notFound();
       throw err;

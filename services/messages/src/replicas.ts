@@ -19,7 +19,7 @@ export async function syncBlockReplica(repo: MessagesRepository, bus: BusClient,
   let pairs = 0;
   for (let attempt = 1; !stopping(); ) {
     try {
-      const page = await bus.request(s.blocks.replicaPage, { limit: PAGE, ...(after ? { after } : {}) }, BlockReplicaPage, { idempotent: true });
+      const page = await bus.request(s.blocks.replicaPage, { limit: PAGE, ...(after ? { after } : {}) }, BlockReplicaPage, { idempotent: true, hedge: true });
       for (const item of page.items) await repo.applyBlock(item);
       pairs += page.items.length;
       const last = page.items.at(-1);

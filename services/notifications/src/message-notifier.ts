@@ -134,8 +134,8 @@ export class MessageNotifier {
     let presence: z.output<typeof PresenceMap>;
     try {
       const [statuses, seen] = await Promise.all([
-        this.bus.request(this.s.blocks.statusPairs, { pairs: [...pairs.values()] }, BlockStatusPairsReply, { idempotent: true }),
-        this.bus.request(this.s.presence.query, { userIds: [...new Set(open.map((c) => c.receiverId))] }, PresenceMap, { idempotent: true }),
+        this.bus.request(this.s.blocks.statusPairs, { pairs: [...pairs.values()] }, BlockStatusPairsReply, { idempotent: true, hedge: true }),
+        this.bus.request(this.s.presence.query, { userIds: [...new Set(open.map((c) => c.receiverId))] }, PresenceMap, { idempotent: true, hedge: true }),
       ]);
       if (statuses.length !== pairs.size) throw new Error(`blocks.status-pairs answered ${statuses.length} statuses for ${pairs.size} pairs`);
       blocked = new Map([...pairs.keys()].map((k, n) => [k, statuses[n]!.blockedByMe || statuses[n]!.blockedByThem]));
@@ -167,7 +167,7 @@ export class MessageNotifier {
       const users: User[] = [];
       // A reply holds the profiles that fit a NATS message; the rest are asked for again.
       for (let ids = [...new Set(list.map((c) => c.event.message.senderId))]; ids.length > 0; ) {
-        const r = await this.bus.request(this.s.conversations.getUsers, { ids }, GetUsersReply, { idempotent: true });
+        const r = await this.bus.request(this.s.conversations.getUsers, { ids }, GetUsersReply, { idempotent: true, hedge: true });
         users.push(...r.users);
         ids = ids.slice(Math.max(1, r.answered));
       }

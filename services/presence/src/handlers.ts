@@ -40,7 +40,7 @@ export function presenceEndpoints(s: Subjects, repo: PresenceRepository, notifie
       const ids = [...new Set(req.userIds)];
       const [presence, blocks] = await Promise.all([
         repo.query(ids, Date.now()),
-        bus.request(s.blocks.statusMany, { userId: req.actor, otherIds: ids }, StatusMap, { requestId: ctx.requestId, idempotent: true }),
+        bus.request(s.blocks.statusMany, { userId: req.actor, otherIds: ids }, StatusMap, { requestId: ctx.requestId, idempotent: true, hedge: true }),
       ]);
       const out = idMap<Presence>();
       for (const id of ids) {

@@ -67,7 +67,7 @@ export class PresenceNotifier {
     // Contacts come a page at a time (a user may have more than one reply holds); each page is told before the next is read.
     let after: string | undefined;
     do {
-      const page = await this.bus.request(this.subjects.conversations.contacts, { userId, ...(after === undefined ? {} : { after }) }, ContactsReply, { requestId, idempotent: true });
+      const page = await this.bus.request(this.subjects.conversations.contacts, { userId, ...(after === undefined ? {} : { after }) }, ContactsReply, { requestId, idempotent: true, hedge: true });
       const recipients = await this.unblocked(userId, [...new Set(page.userIds)], requestId);
       for (const contactId of recipients) this.nc.publish(this.subjects.deliver(contactId), data, { headers: injectTrace() });
       after = page.next ?? undefined;
@@ -93,7 +93,7 @@ export class PresenceNotifier {
     }
     if (batch.length > 0) batches.push(batch);
     const statuses = await Promise.all(
-      batches.map((otherIds) => this.bus.request(this.subjects.blocks.statusMany, { userId, otherIds }, StatusMap, { requestId, idempotent: true })),
+      batches.map((otherIds) => this.bus.request(this.subjects.blocks.statusMany, { userId, otherIds }, StatusMap, { requestId, idempotent: true, hedge: true })),
     );
     const status = Object.assign({}, ...statuses) as z.infer<typeof StatusMap>;
     return contacts.filter((id) => {

@@ -260,7 +260,7 @@ export class ClientConnection {
   }
 
   private events(since: number, limit: number) {
-    return this.bus.request(this.s.messages.events, { actor: this.principal.id, since, limit }, EventsReply, { idempotent: true });
+    return this.bus.request(this.s.messages.events, { actor: this.principal.id, since, limit }, EventsReply, { idempotent: true, hedge: true });
   }
 
   private error(replyTo: string | undefined, err: ChatError): void {
