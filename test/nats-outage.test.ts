@@ -61,7 +61,7 @@ afterAll(async () => {
 const ctx = useStack(() => ({ NATS_URL: `nats://127.0.0.1:${port}`, REQUEST_TIMEOUT_MS: 3000 }));
 
 describe('NATS down', () => {
-  it('the gateway answers 503 at once while NATS is away, and recovers by itself when it returns; sockets keep receiving', async () => {
+  it('the gateway answers 503 within 2 s while NATS is away, and recovers by itself when it returns; sockets keep receiving', async () => {
     const { alice, bob, conv } = await conversationPair(ctx.api);
     const { client: bobWs } = await connect(ctx.stack.gateway.port, { token: bob.token });
 
@@ -71,7 +71,8 @@ describe('NATS down', () => {
       const res = await ctx.api.get('/conversations', alice.token);
       expect(res.status).toBe(503);
       expect(res.body.error.code).toBe('SERVICE_UNAVAILABLE');
-      expect(Date.now() - started).toBeLessThan(1000);
+      // Not the 3 s request timeout: it waits up to 2 s for the connection (a NATS node restarting), then says so.
+      expect(Date.now() - started).toBeLessThan(2800);
     }, 5000);
     expect((await fetch(`${ctx.stack.baseUrl}/readyz`)).status).toBe(503);
     expect((await fetch(`${ctx.stack.baseUrl}/healthz`)).status).toBe(200);
