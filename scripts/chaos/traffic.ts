@@ -108,6 +108,11 @@ export class VirtualUser {
       if (this.ws !== ws) return;
       this.open = false;
       this.inFlight.clear();
+      // Their acks went with the socket: each goes again after the next hello, not after its ack timeout.
+      for (const send of this.pending.values()) {
+        clearTimeout(send.timer);
+        send.timer = undefined;
+      }
       if (this.closing) return;
       if (code !== 4000 && code !== 4001) this.traffic.phase.error(`socket closed ${code}`);
       const wait = code === 4001 ? 0 : Math.min(3000, jitter(100, 400) * 2 ** Math.min(this.reconnects++, 4));
