@@ -142,19 +142,27 @@ export class ConversationsRepository {
     // of the conversation has its row.
     const rowsIn = [...newest.values()].flatMap((s) => s.unread.map((u) => ({ s, userId: u.userId, count: u.count })));
     if (rowsIn.length === 0) return [];
-    // Rows are locked in the order given (a nested loop over the list): in one
-    // global order, replicas applying overlapping batches wait for each other
-    // instead of deadlocking.
-    rowsIn.sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : a.s.conversationId < b.s.conversationId ? -1 : a.s.conversationId > b.s.conversationId ? 1 : 0));
+    // Replicas apply overlapping batches side by side: each takes its rows'
+    // locks in one global order first (a sorted SELECT … FOR UPDATE), so they
+    // wait for each other instead of deadlocking. An UPDATE … FROM alone
+    // locks in whatever order its join produces (the chaos run saw deadlocks).
     const { rows } = await this.db.query<{ user_id: string }>(
-      `UPDATE memberships AS m SET
+      `WITH x AS (
+         SELECT * FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::jsonb[], $5::timestamptz[], $6::int[])
+           AS x(user_id, conversation_id, version, last_message, last_message_at, count)
+       ), locked AS MATERIALIZED (
+         SELECT m.user_id, m.conversation_id FROM memberships m JOIN x ON m.user_id = x.user_id AND m.conversation_id = x.conversation_id
+         WHERE m.version < x.version
+         ORDER BY m.user_id, m.conversation_id
+         FOR UPDATE OF m
+       )
+       UPDATE memberships AS m SET
          last_message = x.last_message,
          activity_at = CASE WHEN x.last_message_at IS NULL THEN m.activity_at ELSE GREATEST(m.activity_at, x.last_message_at) END,
          unread_count = x.count,
          version = x.version,
          updated_at = clock_timestamp()
-       FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::jsonb[], $5::timestamptz[], $6::int[])
-            AS x(user_id, conversation_id, version, last_message, last_message_at, count)
+       FROM x JOIN locked l ON l.user_id = x.user_id AND l.conversation_id = x.conversation_id
        WHERE m.user_id = x.user_id AND m.conversation_id = x.conversation_id AND m.version < x.version
        RETURNING m.user_id`,
       [
