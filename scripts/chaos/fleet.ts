@@ -49,10 +49,12 @@ export class Proc {
     this.output = '';
     this.starts++;
     this.expectExit = false;
-    const child = spawn(process.execPath, ['--import', 'tsx', `services/${this.service}/src/main.ts`], {
+    // --supervised with stdin a pipe from here, as under npm start: if the
+    // harness dies however it dies, the pipe closes and the process stops.
+    const child = spawn(process.execPath, ['--import', 'tsx', `services/${this.service}/src/main.ts`, '--supervised'], {
       cwd: ROOT,
       env: { ...process.env, ...this.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
     guard(child);
     this.child = child;

@@ -22,6 +22,8 @@ export interface ChaosOptions {
   /** REST reads per second. */
   restRate?: number;
   pairs?: number;
+  /** Conversations whose receiver never connects (their messages are notified instead of delivered). */
+  offlinePairs?: number;
   /** How long each fault's window of traffic lasts, at least (it lasts until the fault is over and a few seconds more). */
   phaseMs?: number;
   replicas?: number | Partial<Record<(typeof SERVICES)[number], number>>;
@@ -246,6 +248,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
 
     const traffic = new Traffic(() => fleet.gateways, {
       pairs: options.pairs ?? 40,
+      offlinePairs: options.offlinePairs ?? 4,
       rate: options.rate ?? 100,
       restRate: options.restRate ?? 10,
       jwtSecret: DEV_JWT_SECRET,
@@ -301,6 +304,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       if (r.viewMismatches) problems.push(`${r.fault}: ${r.viewMismatches} user(s) with a wrong list or unread total`);
       if (r.unacked) problems.push(`${r.fault}: ${r.unacked} send(s) never acknowledged`);
       for (const c of r.crashes) problems.push(`${r.fault}: ${c}`);
+      if (r.notificationsMissing) problems.push(`${r.fault}: ${r.notificationsMissing} message(s) to an offline receiver never notified`);
       if (r.failed) problems.push(`${r.fault}: ${r.failed} send(s) refused for good`);
       if (r.fault.startsWith('rolling restart') && r.rest.status5xx) problems.push(`${r.fault}: ${r.rest.status5xx} REST 5xx`);
     }
@@ -329,7 +333,7 @@ export function summaryLine(r: PhaseResult): string {
     .map(([k, v]) => `${k} ×${v}`)
     .join(', ');
   return (
-    `sent ${r.sent}, acked ${r.acked}, delivered ${r.delivered}, lost ${r.lost}, doubled ${r.doubled}` +
+    `sent ${r.sent}, acked ${r.acked}, delivered ${r.delivered}, notified ${r.notified}, lost ${r.lost}, doubled ${r.doubled}` +
     `${r.unacked ? `, unacked ${r.unacked}` : ''}${r.gaps || r.repeats ? `, seq gaps ${r.gaps} repeats ${r.repeats}` : ''}` +
     `${r.viewMismatches ? `, wrong views ${r.viewMismatches}` : ''}${r.crashes.length ? `, crashed ${r.crashes.length}` : ''}; REST ok ${r.rest.ok} 5xx ${r.rest.status5xx} conn ${r.rest.network}` +
     `; ack p50 ${r.ackP50} ms p99 ${r.ackP99} ms; recovered ${r.recoveredS.toFixed(1)} s${errors ? `; clients saw: ${errors}` : ''}`
@@ -338,14 +342,14 @@ export function summaryLine(r: PhaseResult): string {
 
 /** The summary table, one row per fault, in Markdown (docs/operations.md holds the last run's). */
 export function table(report: ChaosReport): string {
-  const head = '| fault | sent | acked | delivered | lost | doubled | ack p99 | errors clients saw | REST 5xx | recovered in |';
-  const rule = '|---|---|---|---|---|---|---|---|---|---|';
+  const head = '| fault | sent | acked | delivered | notified | lost | doubled | ack p99 | errors clients saw | REST 5xx | recovered in |';
+  const rule = '|---|---|---|---|---|---|---|---|---|---|---|';
   const rows = report.results.map((r) => {
     const errors = Object.entries(r.clientErrors)
       .sort((a, b) => b[1] - a[1])
       .map(([k, v]) => `${k} ×${v}`)
       .join('; ');
-    return `| ${r.fault} | ${r.sent} | ${r.acked} | ${r.delivered} | ${r.lost} | ${r.doubled} | ${r.ackP99} ms | ${errors || 'none'} | ${r.rest.status5xx} | ${r.recoveredS.toFixed(1)} s |`;
+    return `| ${r.fault} | ${r.sent} | ${r.acked} | ${r.delivered} | ${r.notified} | ${r.lost} | ${r.doubled} | ${r.ackP99} ms | ${errors || 'none'} | ${r.rest.status5xx} | ${r.recoveredS.toFixed(1)} s |`;
   });
   return [head, rule, ...rows].join('\n');
 }

@@ -82,14 +82,17 @@ export class VirtualUser {
     readonly username: string,
     readonly token: string,
     private readonly traffic: Traffic,
+    /** Never connects: what it is sent is checked by its notification, not a delivery. */
+    readonly offline = false,
   ) {}
 
+  /** Whether its socket is open (an offline user counts as settled). */
   get connected(): boolean {
-    return this.open;
+    return this.offline || this.open;
   }
 
   connect(): void {
-    if (this.closing) return;
+    if (this.closing || this.offline) return;
     const gw = this.traffic.pickGateway();
     if (!gw) {
       setTimeout(() => this.connect(), 250);
@@ -230,6 +233,12 @@ export class VirtualUser {
 
 export interface TrafficOptions {
   pairs: number;
+  /**
+   * Conversations whose receiver never connects: their messages make
+   * notifications (the receiver is offline), so "at most one notification
+   * per message and receiver" is checked on real notifications.
+   */
+  offlinePairs?: number;
   /** Sends per second, all users together. */
   rate: number;
   /** REST reads per second, all users together. */
@@ -244,6 +253,8 @@ export interface TrafficOptions {
  */
 export class Traffic {
   readonly users: VirtualUser[] = [];
+  /** The users who send: every online user. */
+  private senders: VirtualUser[] = [];
   phase = new Phase('setup');
   sending = false;
   private next = 0;
@@ -271,14 +282,16 @@ export class Traffic {
   /** Creates the users and their conversations over REST, then opens every socket. */
   async setup(): Promise<void> {
     const key = new TextEncoder().encode(this.opts.jwtSecret);
-    const make = async (i: number) => {
+    const make = async (i: number, offline: boolean) => {
       const suffix = randomBytes(4).toString('hex');
       const id = `chaos-${this.opts.label}-${i}-${suffix}`;
       const username = `c${i}_${suffix}`;
       const token = await new SignJWT({ username }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setSubject(id).setIssuedAt().setExpirationTime('6h').sign(key);
-      return new VirtualUser(id, username, token, this);
+      return new VirtualUser(id, username, token, this, offline);
     };
-    for (let i = 0; i < this.opts.pairs * 2; i++) this.users.push(await make(i));
+    const offline = this.opts.offlinePairs ?? 0;
+    for (let i = 0; i < (this.opts.pairs + offline) * 2; i++) this.users.push(await make(i, i >= this.opts.pairs * 2 && i % 2 === 1));
+    this.senders = this.users.filter((u) => !u.offline);
     for (const u of this.users) await this.rest('GET', '/conversations', u, { strict: true });
     for (let i = 0; i < this.users.length; i += 2) {
       const [a, b] = [this.users[i]!, this.users[i + 1]!];
@@ -308,7 +321,7 @@ export class Traffic {
         owed = 0;
         return;
       }
-      for (; owed >= 1; owed--) this.users[this.next++ % this.users.length]!.send(this.phase);
+      for (; owed >= 1; owed--) this.senders[this.next++ % this.senders.length]!.send(this.phase);
     }, tickMs);
     const readEvery = 1000 / Math.max(0.1, this.opts.restRate);
     this.reader = setInterval(() => {

@@ -16,7 +16,11 @@ export interface PhaseResult {
   unacked: number;
   /** Sends refused for good (an error a client must not retry). */
   failed: number;
+  /** Acked messages that reached their (online) recipient's socket. */
   delivered: number;
+  /** Acked messages to an offline receiver that were notified, and those that never were. */
+  notified: number;
+  notificationsMissing: number;
   lost: number;
   doubled: number;
   gaps: number;
@@ -94,7 +98,9 @@ export class Verifier {
     }
 
     // 3. Delivered to the recipient: live, by the gateway's gap fill, or by a resume.
-    const missing = () => acked.filter((s) => !s.recipient.received.has(s.messageId!));
+    const toOffline = acked.filter((s) => s.recipient.offline);
+    const online = acked.filter((s) => !s.recipient.offline);
+    const missing = () => online.filter((s) => !s.recipient.received.has(s.messageId!));
     const deliveryDeadline = Date.now() + (opts.deliveryWaitMs ?? 20_000);
     let resumed = false;
     while (missing().length > 0 && Date.now() < deliveryDeadline) {
@@ -111,11 +117,27 @@ export class Verifier {
     lost += undelivered.length;
     for (const s of undelivered.slice(0, 5)) notes.push(`never delivered: ${s.messageId} to ${s.recipient.id}`);
     let delivered = 0;
-    for (const s of acked) {
+    for (const s of online) {
       const n = s.recipient.received.get(s.messageId!) ?? 0;
       if (n > 0) delivered++;
       if (n > 1) doubled += n - 1;
     }
+
+    // 3b. A message to a receiver who has never connected is notified, once (the duplicates are counted below).
+    const notifiedIds = async () =>
+      new Set(
+        (await this.query<{ message_id: string }>('SELECT DISTINCT message_id FROM notifications.notifications WHERE message_id = ANY($1)', [toOffline.map((s) => s.messageId)])).map(
+          (r) => r.message_id,
+        ),
+      );
+    let notified = await notifiedIds();
+    const notifyDeadline = Date.now() + 20_000;
+    while (notified.size < toOffline.length && Date.now() < notifyDeadline) {
+      await sleep(250);
+      notified = await notifiedIds();
+    }
+    const notificationsMissing = toOffline.length - notified.size;
+    if (notificationsMissing) notes.push(`${notificationsMissing} message(s) to an offline receiver never notified`);
 
     // 4. Derived views equal the truth (they follow within a second; allow ten).
     const viewMismatches = await this.views(traffic, notes);
@@ -136,6 +158,8 @@ export class Verifier {
       unacked,
       failed: failed.length,
       delivered,
+      notified: notified.size,
+      notificationsMissing,
       lost,
       doubled,
       gaps: phase.gaps,
@@ -197,7 +221,7 @@ export class Verifier {
     let doubled = 0;
     for (const s of acked) {
       const stored = n.get(s.cmid) ?? 0;
-      const seen = s.recipient.received.get(s.messageId!) ?? 0;
+      const seen = s.recipient.offline ? 1 : (s.recipient.received.get(s.messageId!) ?? 0);
       if (stored === 0 || seen === 0) lost++;
       if (stored > 1 || seen > 1) doubled++;
     }
