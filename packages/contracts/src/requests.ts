@@ -1,6 +1,6 @@
 import { z } from './zod';
 import { ClientMessageIdSchema, ContentSchema } from './content';
-import { BlockStatusSchema, NotificationPreferencesSchema, UserIdSchema, UserSchema, UsernameSchema } from './dto';
+import { BlockStatusSchema, ConversationSchema, NotificationPreferencesSchema, UserIdSchema, UserSchema, UsernameSchema } from './dto';
 
 /**
  * Bodies of the request/reply subjects. `actor` is the authenticated caller,
@@ -31,6 +31,7 @@ export const ListConversationsRequest = z.object({ ...Actor, ...PageRequest });
 export const GetConversationRequest = z.object({ ...Actor, conversationId: Id });
 /** `create: false` only looks the pair up: CONVERSATION_NOT_FOUND when it does not exist yet. */
 export const GetOrCreateConversationRequest = z.object({ ...Actor, username: z.string().min(1).max(64), create: z.boolean().default(true) });
+export const GetOrCreateConversationReply = z.object({ conversation: ConversationSchema, created: z.boolean() });
 export const ParticipantsRequest = z.object({ conversationId: Id });
 export const ParticipantsReply = z.object({ conversationId: z.string(), userIds: z.tuple([UserIdSchema, UserIdSchema]) });
 

@@ -1,12 +1,10 @@
 import { Hono } from 'hono';
-import { ConversationSchema, PageQuery, UnreadCountSchema, UsernameSchema, pageOf, ChatError, isChatError } from '@chat/contracts';
+import { ConversationSchema, GetOrCreateConversationReply, PageQuery, UnreadCountSchema, UsernameSchema, pageOf, ChatError, isChatError } from '@chat/contracts';
 import { z } from 'zod';
 import type { GatewayEnv } from '../http';
 import { parseOrThrow, pathId, quotaHeaders } from '../http';
 import type { Bus } from '../bus';
 import { rateLimited, type RateLimits } from '../security/rate-limits';
-
-const Created = z.object({ conversation: ConversationSchema, created: z.boolean() });
 
 export function conversationRoutes(bus: Bus, limits: RateLimits) {
   const app = new Hono<GatewayEnv>();
@@ -25,12 +23,12 @@ export function conversationRoutes(bus: Bus, limits: RateLimits) {
     // Only calls that create count (SPEC 6): look the pair up first, and spend
     // quota only when it does not exist yet. Opening an existing chat is never limited.
     const lookup = () =>
-      bus.call(c, bus.s.conversations.getOrCreate, { username, create: false }, Created).catch((err: unknown) => {
+      bus.call(c, bus.s.conversations.getOrCreate, { username, create: false }, GetOrCreateConversationReply).catch((err: unknown) => {
         if (isChatError(err) && err.code === 'CONVERSATION_NOT_FOUND') return undefined;
         throw err;
       });
     const key = c.get('principal').id;
-    const existing = async (found: z.output<typeof Created>) => {
+    const existing = async (found: z.output<typeof GetOrCreateConversationReply>) => {
       const state = await limits.createConversation.peek(key);
       quotaHeaders(c, state ?? { limit: limits.createConversation.points, remaining: limits.createConversation.points, resetMs: 0 });
       return c.json({ data: found.conversation, meta: { created: false } }, 200);
@@ -45,7 +43,7 @@ export function conversationRoutes(bus: Bus, limits: RateLimits) {
       if (createdMeanwhile) return existing(createdMeanwhile);
       throw rateLimited('conversation creation', quota.resetMs);
     }
-    const r = await bus.call(c, bus.s.conversations.getOrCreate, { username }, Created);
+    const r = await bus.call(c, bus.s.conversations.getOrCreate, { username }, GetOrCreateConversationReply);
     if (!r.created) await limits.createConversation.refund(key); // a concurrent call created it first
     return c.json({ data: r.conversation, meta: { created: r.created } }, r.created ? 201 : 200);
   });
