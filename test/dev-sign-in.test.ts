@@ -147,7 +147,7 @@ describe('development sign-in with the development secret', () => {
     }
     expect(Object.keys(doc.paths['/dev/token']!.post.responses)).toEqual(expect.arrayContaining(['200', '400', '404', '413', '415']));
     const routed = ctx.stack.gateway.app.routes.filter((r) => r.method !== 'ALL' && r.path.startsWith('/api/chat/dev/')).map((r) => `${r.method} ${r.path}`);
-    expect(routed.sort()).toEqual(['GET /api/chat/dev/users', 'POST /api/chat/dev/token']);
+    expect([...new Set(routed)].sort()).toEqual(['GET /api/chat/dev/users', 'POST /api/chat/dev/token']);
   });
 
   it('says so once at start, and sets iss and aud when they are configured', async () => {

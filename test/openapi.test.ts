@@ -27,7 +27,9 @@ describe('OpenAPI document and reference (no auth)', () => {
     await SwaggerParser.validate(structuredClone(doc) as never);
   });
 
-  it("lists exactly the gateway's routes: neither can drift from the other", async () => {
+  // Each route is its own documentation (createRoute), so the two lists come from one; this still
+  // catches a route added with a plain app.get (routed, not documented) or a documented one not served.
+  it("lists exactly the gateway's routes", async () => {
     await fetchDoc();
     const routed = new Set(
       ctx.stack.gateway.app.routes

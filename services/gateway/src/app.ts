@@ -1,4 +1,5 @@
 import { createAdaptorServer } from '@hono/node-server';
+import { createRoute } from '@hono/zod-openapi';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
@@ -15,7 +16,8 @@ import { bearerToken, committedSecretWarning, createTokenVerifier } from './auth
 import { Bus } from './bus';
 import { SendPath } from './send-path';
 import { createGatewayMetrics } from './gateway-metrics';
-import { checkQueryText, errorResponse, quotaHeaders, isServerSide, type GatewayEnv } from './http';
+import { checkQueryText, errorResponse, quotaHeaders, isServerSide, routeApp, type GatewayEnv } from './http';
+import { errors, ok, openApiDocument } from './openapi';
 import { checkReadiness } from './readiness';
 import { accountRoutes } from './routes/account';
 import { eventRoutes } from './routes/events';
@@ -34,6 +36,17 @@ import { isWebPath, webHandler, webHeaders } from './web';
 import { DEV_SIGN_IN_PATH, devSignInEnabled, devSignInRoutes } from './dev-sign-in';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
+
+const wsTicketRoute = createRoute({
+  method: 'post',
+  path: '/ws-ticket',
+  tags: ['WebSocket'],
+  summary: 'A single-use ticket for the WebSocket upgrade',
+  description:
+    'Valid 30 s (never past the token), works once on any gateway instance: connect with `/api/chat/ws?ticket=<ticket>`, so a browser need not put its long-lived token in a URL. ' +
+    'Limited per client IP (60 a minute by default).',
+  responses: { 200: ok('the ticket', WsTicketSchema, { limited: true }), ...errors() },
+});
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Composition root of the gateway: config → NATS → verifier and routes → HTTP server. */
@@ -126,7 +139,7 @@ export async function startGateway(config: Config, log: Logger) {
     // Only paths outside /api/ and the probes; anything else passes on to the routes below, unchanged.
     app.get('/*', webHandler(config.WEB_DIR));
 
-    const api = new Hono<GatewayEnv>();
+    const api = routeApp();
     api.use(
       bodyLimit({
         maxSize: BODY_LIMIT_BYTES,
@@ -144,30 +157,34 @@ export async function startGateway(config: Config, log: Logger) {
       await users.ensure(principal, c.get('requestId'), log);
       await next();
     });
-    api.post('/ws-ticket', async (c) => {
+    // In the document's order (its paths follow the routes').
+    api.route('/conversations', conversationRoutes(bus, limits));
+    api.route('/', messageRoutes(bus, limits, sends));
+    api.route('/', eventRoutes(bus));
+    api.openapi(wsTicketRoute, async (c) => {
       // Per IP: a ticket is a Redis key held for its TTL, and one token could otherwise mint them without end.
       const quota = await limits.wsTickets.consume(gate.clientIp(c.env.incoming.socket.remoteAddress, c.req.header('x-forwarded-for')));
       quotaHeaders(c, quota);
       if (!quota.allowed) throw rateLimited('websocket tickets', quota.resetMs);
-      return c.json({ data: WsTicketSchema.parse(await tickets.issue(c.get('principal'))) });
+      return c.json({ data: WsTicketSchema.parse(await tickets.issue(c.get('principal'))) }, 200);
     });
-    api.route('/conversations', conversationRoutes(bus, limits));
     api.route('/blocks', blockRoutes(bus));
-    api.route('/', messageRoutes(bus, limits, sends));
     api.route('/', accountRoutes(bus));
-    api.route('/', eventRoutes(bus));
     const devSignIn = devSignInEnabled(config);
+    // Everything under /api/chat, matched in this order; the document lists exactly these routes.
+    const chat = routeApp();
     // Before the API's authentication: the document and its reference page are public (SPEC 3).
-    app.route('/', referenceRoutes(hsts, { devSignIn }));
+    chat.route('/', referenceRoutes(hsts, openApiDocument(chat)));
     // Likewise, since its caller has no token yet; and absent, not refused, anywhere else.
     if (devSignIn) {
-      app.route('/', devSignInRoutes(config, BODY_LIMIT_BYTES));
+      chat.route('/', devSignInRoutes(config, BODY_LIMIT_BYTES));
       log.info(
         { users: SEED_USERNAMES.length },
         `development sign-in enabled: JWT_SECRET is the development default, so ${DEV_SIGN_IN_PATH}/users and ${DEV_SIGN_IN_PATH}/token hand out tokens for the seeded users`,
       );
     }
-    app.route('/api/chat', api);
+    chat.route('/', api);
+    app.route('/api/chat', chat);
 
     app.notFound((c) => errorResponse(c, 'NOT_FOUND', 'no such route'));
     app.onError((err, c) => {

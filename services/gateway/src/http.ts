@@ -1,8 +1,9 @@
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
 import type { IncomingMessage } from 'node:http';
 import { ChatError, errorStatus, findUnstorableText, issuesToDetails, unstorableText, UsernameSchema, type ErrorCode } from '@chat/contracts';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import type { z } from 'zod';
+import { z } from 'zod';
 import type { Principal } from './auth';
 
 export type GatewayEnv = {
@@ -27,35 +28,65 @@ export function errorResponse(c: Context, code: ErrorCode, message: string, deta
  */
 export const isServerSide = (code: ErrorCode): boolean => errorStatus[code] >= 500;
 
-export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
-  const r = schema.safeParse(value);
-  if (!r.success) throw new ChatError('VALIDATION_FAILED', 'request failed validation', issuesToDetails(r.error.issues));
-  return r.data;
+/** Query values as `c.req.query()` reads them: a repeated key counts once, by its first value. */
+export function firstValues<S extends z.ZodObject>(query: S): S {
+  const first = (v: unknown) => (Array.isArray(v) ? (v[0] as unknown) : v);
+  return z.object(Object.fromEntries(Object.entries(query.shape).map(([k, s]) => [k, z.preprocess(first, s as z.ZodType)]))) as unknown as S;
 }
 
 /**
- * An id from the path. One longer than any id can be cannot exist, so it is
- * the same 404 as an unknown id (SPEC 4), not a 400 from the bus schema.
+ * Ids and usernames from the path. One that cannot exist (an id longer than
+ * any id can be, a name no token could carry) names nothing: the same 404 as
+ * an unknown one (SPEC 4), not a 400 from the bus schema. The refinements do
+ * not show in the document.
  */
-export function pathId(c: Context, name: string, notFound: 'CONVERSATION_NOT_FOUND' | 'MESSAGE_NOT_FOUND'): string {
-  const id = c.req.param(name) ?? '';
-  if (id.length < 1 || id.length > 128)
-    throw new ChatError(notFound, notFound === 'MESSAGE_NOT_FOUND' ? 'message not found' : 'conversation not found');
-  return id;
-}
-
-/** A username from the path: one that no token could carry names no user (404, as GET /conversations/with does). */
-export function pathUsername(c: Context): string {
-  const username = c.req.param('username') ?? '';
-  if (!UsernameSchema.safeParse(username).success) throw new ChatError('USER_NOT_FOUND', `no user named ${username.slice(0, 64)}`);
-  return username;
-}
+export const PathId = z.string().refine((id) => id.length >= 1 && id.length <= 128);
+export const PathUsername = z.string().refine((u) => UsernameSchema.safeParse(u).success);
+const PATH_NOT_FOUND: Record<string, (value: string) => ChatError> = {
+  conversationId: () => new ChatError('CONVERSATION_NOT_FOUND', 'conversation not found'),
+  messageId: () => new ChatError('MESSAGE_NOT_FOUND', 'message not found'),
+  username: (username) => new ChatError('USER_NOT_FOUND', `no user named ${username.slice(0, 64)}`),
+};
 
 /**
- * The JSON body of a request: `application/json` or nothing else (415), and
- * valid JSON (400). An empty body reads as `{}` where the route allows it.
+ * Every route's validation failure (OpenAPIHono's defaultHook): 400
+ * VALIDATION_FAILED with one `{ path, message }` per issue, or the path
+ * parameter's 404.
  */
-export async function jsonBody(c: Context, { optional = false } = {}): Promise<unknown> {
+export const validationHook = (result: { success: boolean; target: string; error?: { issues: z.core.$ZodIssue[] } }, c: Context): void => {
+  if (result.success || !result.error) return;
+  if (result.target === 'param') {
+    const name = String(result.error.issues[0]?.path[0]);
+    const notFound = PATH_NOT_FOUND[name];
+    if (notFound) throw notFound(c.req.param(name) ?? '');
+  }
+  throw new ChatError('VALIDATION_FAILED', 'request failed validation', issuesToDetails(result.error.issues));
+};
+
+/** A group of documented routes: `app.openapi(createRoute({...}), handler)`, validated by validationHook. */
+export const routeApp = () => new OpenAPIHono<GatewayEnv>({ defaultHook: validationHook });
+
+/**
+ * Route middleware for a JSON body, ahead of the route's own validation:
+ * `application/json` or nothing else (415), valid UTF-8 and JSON, text a
+ * column can hold (400), then the schema, before the path is looked at. An
+ * empty body reads as `{}` where the route allows it.
+ */
+export const jsonBody =
+  (schema: z.ZodType, { optional = false } = {}): MiddlewareHandler<GatewayEnv> =>
+  async (c, next) => {
+    const value = await readJsonBody(c, optional);
+    const r = schema.safeParse(value);
+    if (!r.success) throw new ChatError('VALIDATION_FAILED', 'request failed validation', issuesToDetails(r.error.issues));
+    // The route's validator then reads this value (an empty body as `{}`), under the one type it
+    // knows: it accepts exactly what was accepted here, and its own 400 and 415 never come into play.
+    // (bodyCache holds promises of each reading; hono's type says otherwise.)
+    (c.req.bodyCache as Record<string, Promise<unknown>>).text = Promise.resolve(JSON.stringify(value));
+    c.req.raw.headers.set('content-type', 'application/json');
+    await next();
+  };
+
+async function readJsonBody(c: Context, optional: boolean): Promise<unknown> {
   const bytes = new Uint8Array(await c.req.arrayBuffer());
   let text: string;
   try {

@@ -1,10 +1,11 @@
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Hono } from 'hono';
+import { createRoute } from '@hono/zod-openapi';
 import { secureHeaders } from 'hono/secure-headers';
-import { openApiDocument } from './openapi';
-import type { GatewayEnv } from './http';
+import { z } from 'zod';
+import { routeApp } from './http';
+import { PUBLIC } from './openapi';
 
 export const REFERENCE_PATH = '/api/chat/docs';
 
@@ -35,17 +36,36 @@ const PAGE = `<!doctype html>
 // A file, not an inline script: the page's CSP allows scripts from this origin only.
 const INIT = `window.ui = SwaggerUIBundle({ url: '/api/chat/openapi.json', dom_id: '#swagger-ui', deepLinking: true });\n`;
 
+const document = createRoute({
+  method: 'get',
+  path: '/openapi.json',
+  tags: ['Reference'],
+  summary: 'This document',
+  ...PUBLIC,
+  responses: { 200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: z.object({}).passthrough() } } } },
+});
+
+const page = createRoute({
+  method: 'get',
+  path: '/docs',
+  tags: ['Reference'],
+  summary: 'A browsable reference of this document',
+  ...PUBLIC,
+  responses: { 200: { description: 'an HTML page', content: { 'text/html': { schema: z.string() } } } },
+});
+
 /**
  * GET /api/chat/openapi.json and the browsable reference at /api/chat/docs,
- * both without authentication (SPEC 3). The reference page gets a CSP it can
- * work under (own scripts and styles, Swagger UI's inline styles); the API
- * keeps `default-src 'none'`.
+ * both without authentication (SPEC 3), mounted at /api/chat. The reference
+ * page gets a CSP it can work under (own scripts and styles, Swagger UI's
+ * inline styles); the API keeps `default-src 'none'`.
  */
-export function referenceRoutes(hsts: string | false, opts: { devSignIn?: boolean } = {}) {
-  const app = new Hono<GatewayEnv>();
-  app.get('/api/chat/openapi.json', (c) => c.json(openApiDocument(opts)));
+export function referenceRoutes(hsts: string | false, openApiDocument: () => Record<string, unknown>) {
+  const app = routeApp();
+  app.openapi(document, (c) => c.json(openApiDocument(), 200));
+  const docs = REFERENCE_PATH.slice('/api/chat'.length);
   app.use(
-    `${REFERENCE_PATH}/*`,
+    `${docs}/*`,
     secureHeaders({
       contentSecurityPolicy: {
         defaultSrc: ["'none'"],
@@ -60,9 +80,10 @@ export function referenceRoutes(hsts: string | false, opts: { devSignIn?: boolea
       strictTransportSecurity: hsts,
     }),
   );
-  app.get(REFERENCE_PATH, (c) => c.html(PAGE));
-  app.get(`${REFERENCE_PATH}/init.js`, (c) => c.body(INIT, 200, { 'Content-Type': 'text/javascript; charset=utf-8' }));
-  app.get(`${REFERENCE_PATH}/assets/:file`, (c) => {
+  app.openapi(page, (c) => c.html(PAGE, 200));
+  // Files of the page, not operations of the API: routed, not documented.
+  app.get(`${docs}/init.js`, (c) => c.body(INIT, 200, { 'Content-Type': 'text/javascript; charset=utf-8' }));
+  app.get(`${docs}/assets/:file`, (c) => {
     const file = c.req.param('file');
     const type = ASSETS.get(file);
     if (!type) return c.notFound();

@@ -1,25 +1,64 @@
-import { Hono } from 'hono';
-import { ConversationSchema, GetOrCreateConversationReply, PageQuery, UnreadCountSchema, UsernameSchema, pageOf, ChatError, isChatError } from '@chat/contracts';
+import { createRoute } from '@hono/zod-openapi';
+import { ConversationSchema, GetOrCreateConversationReply, PageMetaSchema, PageQuery, UnreadCountSchema, pageOf, isChatError } from '@chat/contracts';
 import { z } from 'zod';
-import type { GatewayEnv } from '../http';
-import { parseOrThrow, pathId, quotaHeaders } from '../http';
+import { firstValues, quotaHeaders, routeApp } from '../http';
+import { ConversationIdParam, errors, ok, PAGE_ERRORS, UsernameParam } from '../openapi';
 import type { Bus } from '../bus';
 import { rateLimited, type RateLimits } from '../security/rate-limits';
 
-export function conversationRoutes(bus: Bus, limits: RateLimits) {
-  const app = new Hono<GatewayEnv>();
+const list = createRoute({
+  method: 'get',
+  path: '/',
+  tags: ['Conversations'],
+  summary: "The caller's conversations, most recent activity first",
+  request: { query: firstValues(PageQuery) },
+  responses: { 200: ok('a page of conversations', z.array(ConversationSchema), { meta: PageMetaSchema }), ...errors(...PAGE_ERRORS) },
+});
 
-  app.get('/', async (c) => {
-    const q = parseOrThrow(PageQuery, c.req.query());
+const unreadCount = createRoute({
+  method: 'get',
+  path: '/unread-count',
+  tags: ['Conversations'],
+  summary: 'Unread messages, and conversations with any unread',
+  responses: { 200: ok('the totals', UnreadCountSchema), ...errors() },
+});
+
+const withUser = createRoute({
+  method: 'get',
+  path: '/with/{username}',
+  tags: ['Conversations'],
+  summary: 'Get or create the 1:1 conversation with a user',
+  description: 'Two concurrent calls for one pair create one conversation. Only calls that create count against the creation limit (10 a minute).',
+  request: { params: UsernameParam },
+  responses: {
+    200: ok('it existed', ConversationSchema, { meta: z.object({ created: z.literal(false) }), limited: true }),
+    201: ok('it was created', ConversationSchema, { meta: z.object({ created: z.literal(true) }), limited: true }),
+    ...errors('USER_NOT_FOUND', 'CANNOT_CHAT_WITH_SELF'),
+  },
+});
+
+const get = createRoute({
+  method: 'get',
+  path: '/{conversationId}',
+  tags: ['Conversations'],
+  summary: 'One conversation',
+  request: { params: ConversationIdParam },
+  responses: { 200: ok('the conversation', ConversationSchema), ...errors('CONVERSATION_NOT_FOUND') },
+});
+
+export function conversationRoutes(bus: Bus, limits: RateLimits) {
+  const app = routeApp();
+
+  app.openapi(list, async (c) => {
+    const q = c.req.valid('query');
     const page = await bus.call(c, bus.s.conversations.list, { cursor: q.cursor, limit: q.limit }, pageOf(ConversationSchema));
-    return c.json({ data: page.items, meta: page.meta });
+    return c.json({ data: page.items, meta: page.meta }, 200);
   });
 
-  app.get('/unread-count', async (c) => c.json({ data: await bus.call(c, bus.s.messages.unreadCount, {}, UnreadCountSchema) }));
+  app.openapi(unreadCount, async (c) => c.json({ data: await bus.call(c, bus.s.messages.unreadCount, {}, UnreadCountSchema) }, 200));
 
-  app.get('/with/:username', async (c) => {
-    const username = c.req.param('username');
-    if (!UsernameSchema.safeParse(username).success) throw new ChatError('USER_NOT_FOUND', `no user named ${username}`);
+  app.openapi(withUser, async (c) => {
+    const { username } = c.req.valid('param');
     // Only calls that create count (SPEC 6): look the pair up first, and spend
     // quota only when it does not exist yet. Opening an existing chat is never limited.
     const lookup = () =>
@@ -31,7 +70,7 @@ export function conversationRoutes(bus: Bus, limits: RateLimits) {
     const existing = async (found: z.output<typeof GetOrCreateConversationReply>) => {
       const state = await limits.createConversation.peek(key);
       quotaHeaders(c, state ?? { limit: limits.createConversation.points, remaining: limits.createConversation.points, resetMs: 0 });
-      return c.json({ data: found.conversation, meta: { created: false } }, 200);
+      return c.json({ data: found.conversation, meta: { created: false as const } }, 200);
     };
     const found = await lookup();
     if (found) return existing(found);
@@ -45,11 +84,13 @@ export function conversationRoutes(bus: Bus, limits: RateLimits) {
     }
     const r = await bus.call(c, bus.s.conversations.getOrCreate, { username }, GetOrCreateConversationReply);
     if (!r.created) await limits.createConversation.refund(key); // a concurrent call created it first
-    return c.json({ data: r.conversation, meta: { created: r.created } }, r.created ? 201 : 200);
+    return r.created
+      ? c.json({ data: r.conversation, meta: { created: true as const } }, 201)
+      : c.json({ data: r.conversation, meta: { created: false as const } }, 200);
   });
 
-  app.get('/:conversationId', async (c) =>
-    c.json({ data: await bus.call(c, bus.s.conversations.get, { conversationId: pathId(c, 'conversationId', 'CONVERSATION_NOT_FOUND') }, ConversationSchema) }),
+  app.openapi(get, async (c) =>
+    c.json({ data: await bus.call(c, bus.s.conversations.get, { conversationId: c.req.valid('param').conversationId }, ConversationSchema) }, 200),
   );
 
   return app;

@@ -1,29 +1,75 @@
-import { Hono } from 'hono';
-import { MessageSchema, PageQuery, ReadBody, ReadResultSchema, SendMessageBody, pageOf } from '@chat/contracts';
+import { createRoute } from '@hono/zod-openapi';
+import { MessageSchema, PageMetaSchema, PageQuery, ReadBody, ReadResultSchema, SendMessageBody, pageOf } from '@chat/contracts';
+import { z } from 'zod';
 import type { Bus } from '../bus';
-import { jsonBody, parseOrThrow, pathId, quotaHeaders, type GatewayEnv } from '../http';
+import { firstValues, jsonBody, quotaHeaders, routeApp } from '../http';
+import { BODY_ERRORS, ConversationIdParam, errors, jsonContent, MessageIdParam, ok, PAGE_ERRORS } from '../openapi';
 import { rateLimited, type RateLimits } from '../security/rate-limits';
 import type { SendPath } from '../send-path';
 
+const list = createRoute({
+  method: 'get',
+  path: '/conversations/{conversationId}/messages',
+  tags: ['Messages'],
+  summary: 'Messages of a conversation, newest first',
+  request: { params: ConversationIdParam, query: firstValues(PageQuery) },
+  responses: { 200: ok('a page of messages', z.array(MessageSchema), { meta: PageMetaSchema }), ...errors('CONVERSATION_NOT_FOUND', ...PAGE_ERRORS) },
+});
+
+const send = createRoute({
+  method: 'post',
+  path: '/conversations/{conversationId}/messages',
+  tags: ['Messages'],
+  summary: 'Send a message',
+  description:
+    'A repeated `clientMessageId` from the same sender in the conversation returns the original with 200 and delivers nothing again, for ever; ' +
+    'with other content (compared after trimming) it is 409 IDEMPOTENCY_CONFLICT. 30 sends a minute per user, REST and WebSocket together.',
+  middleware: [jsonBody(SendMessageBody)] as const,
+  request: { params: ConversationIdParam, body: jsonContent(SendMessageBody) },
+  responses: {
+    201: ok('sent', MessageSchema, { limited: true }),
+    200: ok('a repeated clientMessageId: the original message, nothing sent again', MessageSchema, { limited: true }),
+    ...errors('CONVERSATION_NOT_FOUND', 'BLOCKED', 'IDEMPOTENCY_CONFLICT', ...BODY_ERRORS),
+  },
+});
+
+const read = createRoute({
+  method: 'post',
+  path: '/conversations/{conversationId}/read',
+  tags: ['Messages'],
+  summary: "Mark the other user's messages read, up to and including messageId (or all)",
+  description: 'The read marker only moves forward: an older messageId marks nothing and pushes no event. The body may be empty.',
+  middleware: [jsonBody(ReadBody, { optional: true })] as const,
+  request: { params: ConversationIdParam, body: jsonContent(ReadBody, false) },
+  responses: {
+    200: ok('how many were marked, and what stays unread here', ReadResultSchema),
+    ...errors('CONVERSATION_NOT_FOUND', 'MESSAGE_NOT_FOUND', ...BODY_ERRORS),
+  },
+});
+
+const get = createRoute({
+  method: 'get',
+  path: '/messages/{messageId}',
+  tags: ['Messages'],
+  summary: 'One message',
+  request: { params: MessageIdParam },
+  responses: { 200: ok('the message', MessageSchema), ...errors('MESSAGE_NOT_FOUND') },
+});
 
 /** Message routes under /conversations/:conversationId and /messages. */
 export function messageRoutes(bus: Bus, limits: RateLimits, sends: SendPath) {
-  const app = new Hono<GatewayEnv>();
+  const app = routeApp();
 
-  app.get('/conversations/:conversationId/messages', async (c) => {
-    const q = parseOrThrow(PageQuery, c.req.query());
-    const page = await bus.call(
-      c,
-      bus.s.messages.list,
-      { conversationId: pathId(c, 'conversationId', 'CONVERSATION_NOT_FOUND'), cursor: q.cursor, limit: q.limit },
-      pageOf(MessageSchema),
-    );
-    return c.json({ data: page.items, meta: page.meta });
+  app.openapi(list, async (c) => {
+    const q = c.req.valid('query');
+    const { conversationId } = c.req.valid('param');
+    const page = await bus.call(c, bus.s.messages.list, { conversationId, cursor: q.cursor, limit: q.limit }, pageOf(MessageSchema));
+    return c.json({ data: page.items, meta: page.meta }, 200);
   });
 
-  app.post('/conversations/:conversationId/messages', async (c) => {
-    const body = parseOrThrow(SendMessageBody, await jsonBody(c));
-    const conversationId = pathId(c, 'conversationId', 'CONVERSATION_NOT_FOUND');
+  app.openapi(send, async (c) => {
+    const body = c.req.valid('json');
+    const { conversationId } = c.req.valid('param');
     // Counted once the request is a well-formed send: a typo costs no quota.
     const quota = await limits.send.consume(c.get('principal').id);
     quotaHeaders(c, quota);
@@ -32,15 +78,12 @@ export function messageRoutes(bus: Bus, limits: RateLimits, sends: SendPath) {
     return c.json({ data: r.message }, r.created ? 201 : 200);
   });
 
-  app.post('/conversations/:conversationId/read', async (c) => {
-    const body = parseOrThrow(ReadBody, await jsonBody(c, { optional: true }));
-    const r = await bus.call(c, bus.s.messages.read, { conversationId: pathId(c, 'conversationId', 'CONVERSATION_NOT_FOUND'), ...body }, ReadResultSchema);
-    return c.json({ data: r });
+  app.openapi(read, async (c) => {
+    const r = await bus.call(c, bus.s.messages.read, { ...c.req.valid('param'), ...c.req.valid('json') }, ReadResultSchema);
+    return c.json({ data: r }, 200);
   });
 
-  app.get('/messages/:messageId', async (c) =>
-    c.json({ data: await bus.call(c, bus.s.messages.get, { messageId: pathId(c, 'messageId', 'MESSAGE_NOT_FOUND') }, MessageSchema) }),
-  );
+  app.openapi(get, async (c) => c.json({ data: await bus.call(c, bus.s.messages.get, c.req.valid('param'), MessageSchema) }, 200));
 
   return app;
 }
