@@ -134,7 +134,7 @@ export const ConfigSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['NATS_PASSWORD'],
-        message: 'this value is committed to the repository (a development default) and is refused when NODE_ENV=production; set your own, e.g. $(openssl rand -base64 32)',
+        message: 'this value is committed to the repository (a development default) and is refused when NODE_ENV=production; set your own, e.g. pw-$(openssl rand -hex 24) (nats-server reads a password that looks like a number or a size as one)',
       });
     // In production a token key set or a notification must not travel where anyone on the path can read or change it.
     if (c.NODE_ENV === 'production') {

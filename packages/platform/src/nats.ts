@@ -110,7 +110,8 @@ export class BusClient {
   private connected = true;
   /** Resolved at the next status change (disconnect or reconnect), then replaced. */
   private change = signal();
-  private epoch = 0;
+  /** Requests waiting on a reply, told when the connection drops under them; each removes itself when done. */
+  private readonly onDrop = new Set<() => void>();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -124,7 +125,7 @@ export class BusClient {
     for await (const s of this.nc.status()) {
       if (s.type !== 'disconnect' && s.type !== 'reconnect') continue;
       this.connected = s.type === 'reconnect';
-      if (s.type === 'disconnect') this.epoch++;
+      if (s.type === 'disconnect') for (const dropped of [...this.onDrop]) dropped();
       const { resolve } = this.change;
       this.change = signal();
       resolve();
@@ -144,20 +145,18 @@ export class BusClient {
     return this.connected && !this.nc.isClosed();
   }
 
-  /** Resolves with LOST when the connection drops after `epoch`. */
-  private lostSince(epoch: number): Promise<typeof LOST> {
-    if (this.epoch !== epoch) return Promise.resolve(LOST);
-    return this.change.promise.then(() => (this.epoch !== epoch ? LOST : this.lostSince(epoch)));
-  }
-
   async request<S extends z.ZodType>(subject: string, body: unknown, schema: S, opts: RequestOptions = {}): Promise<z.output<S>> {
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
     const deadline = Date.now() + timeoutMs;
     const unreachable = () =>
       new ChatError('SERVICE_UNAVAILABLE', `${serviceOf(subject)} is unreachable`, undefined, { internal: { subject, reason: 'nats disconnected' } });
-    if (!(await this.waitConnected(Math.min(RECONNECT_WAIT_MS, timeoutMs)))) throw unreachable();
+    // Connected, the common case, costs no wait at all.
+    if (!this.connected && !(await this.waitConnected(Math.min(RECONNECT_WAIT_MS, timeoutMs)))) throw unreachable();
     if (!opts.idempotent) return this.attempt(subject, body, schema, opts, deadline - Date.now());
-    const epoch = this.epoch;
+    // A listener of its own, removed when the request ends: nothing builds up on a connection that never drops.
+    let drop!: () => void;
+    const lost = new Promise<typeof LOST>((r) => (drop = () => r(LOST)));
+    this.onDrop.add(drop);
     const attempts: Array<Promise<z.output<S>>> = [];
     const ask = () => {
       const a = this.attempt(subject, body, schema, opts, Math.max(MIN_RETRY_MS, deadline - Date.now()));
@@ -171,7 +170,7 @@ export class BusClient {
     let reasked = false;
     try {
       for (;;) {
-        const next = await Promise.race([firstAnswer(attempts), ...(hedge ? [hedge] : []), ...(reasked ? [] : [this.lostSince(epoch)])]);
+        const next = await Promise.race([firstAnswer(attempts), ...(hedge ? [hedge] : []), ...(reasked ? [] : [lost])]);
         if (next === HEDGE) {
           hedge = undefined;
           ask();
@@ -186,6 +185,7 @@ export class BusClient {
       }
     } finally {
       clearTimeout(hedgeTimer);
+      this.onDrop.delete(drop);
     }
   }
 

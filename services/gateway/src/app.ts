@@ -10,13 +10,13 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { isChatError, subjects, WsTicketSchema } from '@chat/contracts';
+import { subjects, WsTicketSchema } from '@chat/contracts';
 import { BusClient, connectNats, createRedis, describeActiveSpan, redisReady, SEED_USERNAMES, Teardown, type Config, type Logger } from '@chat/platform';
 import { bearerToken, committedSecretWarning, createTokenVerifier } from './auth';
 import { Bus } from './bus';
 import { SendPath } from './send-path';
 import { createGatewayMetrics } from './gateway-metrics';
-import { checkQueryText, errorResponse, quotaHeaders, isServerSide, routeApp, type GatewayEnv } from './http';
+import { checkQueryText, errorResponse, quotaHeaders, routeApp, toPublicError, type GatewayEnv } from './http';
 import { errors, ok, openApiDocument } from './openapi';
 import { checkReadiness } from './readiness';
 import { accountRoutes } from './routes/account';
@@ -188,15 +188,9 @@ export async function startGateway(config: Config, log: Logger) {
 
     app.notFound((c) => errorResponse(c, 'NOT_FOUND', 'no such route'));
     app.onError((err, c) => {
-      if (isChatError(err)) {
-        const serverSide = isServerSide(err.code);
-        if (serverSide)
-          log.warn({ requestId: c.get('requestId'), userId: c.get('principal')?.id, code: err.code, details: err.details, internal: err.internal }, err.message);
-        if (err.retryAfterMs !== undefined) c.header('Retry-After', String(Math.ceil(err.retryAfterMs / 1000)));
-        return errorResponse(c, err.code, err.message, serverSide ? undefined : err.details);
-      }
-      log.error({ err, requestId: c.get('requestId'), userId: c.get('principal')?.id }, 'unhandled error');
-      return errorResponse(c, 'INTERNAL', 'internal error');
+      const e = toPublicError(err, log, { requestId: c.get('requestId'), userId: c.get('principal')?.id }, 'unhandled error');
+      if (e.retryAfterMs !== undefined) c.header('Retry-After', String(Math.ceil(e.retryAfterMs / 1000)));
+      return errorResponse(c, e.code, e.message, e.details);
     });
 
     const server = (

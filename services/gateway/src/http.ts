@@ -1,7 +1,8 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { IncomingMessage } from 'node:http';
-import { ChatError, errorStatus, findUnstorableText, issuesToDetails, unstorableText, UsernameSchema, type ErrorCode } from '@chat/contracts';
+import { ChatError, errorStatus, findUnstorableText, isChatError, issuesToDetails, unstorableText, UsernameSchema, type ErrorCode } from '@chat/contracts';
+import type { Logger } from '@chat/platform';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
 import type { Principal } from './auth';
@@ -27,6 +28,36 @@ export function errorResponse(c: Context, code: ErrorCode, message: string, deta
  * under the request's id, where an operator can find them from the client's report.
  */
 export const isServerSide = (code: ErrorCode): boolean => errorStatus[code] >= 500;
+
+/** What a client is told of a failure, over REST, a WebSocket frame or a refused upgrade. */
+export interface PublicError {
+  code: ErrorCode;
+  message: string;
+  details?: unknown;
+  retryAfterMs?: number;
+}
+
+/**
+ * The one place a failure is split into what the client may see and what
+ * only the log may: a server-side ChatError keeps its details and
+ * `internal` in a warn line (under `context`: request id, user, frame id);
+ * anything that is not a ChatError is INTERNAL to the client and logged with
+ * its cause as `unexpected`.
+ */
+export function toPublicError(err: unknown, log: Logger, context: Record<string, unknown>, unexpected: string): PublicError {
+  if (!isChatError(err)) {
+    log.error({ err, ...context }, unexpected);
+    return { code: 'INTERNAL', message: 'internal error' };
+  }
+  const serverSide = isServerSide(err.code);
+  if (serverSide) log.warn({ ...context, code: err.code, details: err.details, internal: err.internal }, err.message);
+  return {
+    code: err.code,
+    message: err.message,
+    ...(err.details === undefined || serverSide ? {} : { details: err.details }),
+    ...(err.retryAfterMs === undefined ? {} : { retryAfterMs: err.retryAfterMs }),
+  };
+}
 
 /** Query values as `c.req.query()` reads them: a repeated key counts once, by its first value. */
 export function firstValues<S extends z.ZodObject>(query: S): S {

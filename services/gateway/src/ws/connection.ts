@@ -16,7 +16,7 @@ import {
 import { inSpan, ROOT_CONTEXT, SpanKind, startSpan, type BusClient, type Context, type Logger } from '@chat/platform';
 import { z } from 'zod';
 import type { Principal } from '../auth';
-import { isServerSide } from '../http';
+import { toPublicError } from '../http';
 import type { GatewayMetrics } from '../gateway-metrics';
 import { rateLimited, type RateLimits } from '../security/rate-limits';
 import type { SendPath } from '../send-path';
@@ -149,8 +149,7 @@ export class ClientConnection {
       );
       this.write(frame.data.type === 'ping' ? { type: 'pong', ...(id ? { replyTo: id } : {}) } : { type: 'ack', ...(id ? { replyTo: id } : {}), payload }, true);
     } catch (err) {
-      this.error(id, err instanceof ChatError ? err : new ChatError('INTERNAL', 'internal error'));
-      if (!(err instanceof ChatError)) this.log.error({ err, userId: this.principal.id }, 'frame handler failed');
+      this.error(id, err);
     }
   }
 
@@ -263,17 +262,9 @@ export class ClientConnection {
     return this.bus.request(this.s.messages.events, { actor: this.principal.id, since, limit }, EventsReply, { idempotent: true, hedge: true });
   }
 
-  private error(replyTo: string | undefined, err: ChatError): void {
-    const serverSide = isServerSide(err.code);
-    // As over REST: a server-side failure's details stay in the log; the client's frame id finds the line.
-    if (serverSide)
-      this.log.warn({ userId: this.principal.id, connectionId: this.id, replyTo, code: err.code, details: err.details, internal: err.internal }, err.message);
-    const payload = {
-      code: err.code,
-      message: err.message,
-      ...(err.details === undefined || serverSide ? {} : { details: err.details }),
-      ...(err.retryAfterMs === undefined ? {} : { retryAfterMs: err.retryAfterMs }),
-    };
+  /** As over REST: a server-side failure's details stay in the log; the client's frame id finds the line. */
+  private error(replyTo: string | undefined, err: unknown): void {
+    const payload = toPublicError(err, this.log, { userId: this.principal.id, connectionId: this.id, replyTo }, 'frame handler failed');
     this.write({ type: 'error', ...(replyTo ? { replyTo } : {}), payload }, true);
   }
 

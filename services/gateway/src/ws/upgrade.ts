@@ -4,7 +4,7 @@ import { WebSocketServer } from 'ws';
 import { ChatError, errorStatus, MAX_FRAME_BYTES, type ErrorCode } from '@chat/contracts';
 import type { Logger } from '@chat/platform';
 import { bearerToken, type Principal } from '../auth';
-import { isServerSide } from '../http';
+import { toPublicError } from '../http';
 import type { ConnectionCaps } from '../security/connection-caps';
 import type { Credential, Gate } from '../security/gate';
 import { rateLimited, type RateLimits } from '../security/rate-limits';
@@ -72,10 +72,8 @@ export function createUpgradeHandler(opts: {
       else socket.once('close', () => void opts.caps.release(slot));
       wss.handleUpgrade(req, socket, head, (ws) => opts.hub.open(ws, principal, sinceRaw === null ? undefined : Number(sinceRaw)));
     } catch (err) {
-      const e = err instanceof ChatError ? err : new ChatError('INTERNAL', 'internal error');
-      if (!(err instanceof ChatError)) opts.log.error({ err, requestId }, 'upgrade failed');
-      else if (isServerSide(e.code)) opts.log.warn({ requestId, code: e.code, details: e.details, internal: e.internal }, e.message);
-      refuse(socket, e.code, e.message, requestId, isServerSide(e.code) ? undefined : e.details, e.retryAfterMs);
+      const e = toPublicError(err, opts.log, { requestId }, 'upgrade failed');
+      refuse(socket, e.code, e.message, requestId, e.details, e.retryAfterMs);
     }
   };
 }
