@@ -1,20 +1,13 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
+/** A port nothing listens on now: the chaos harness's, one definition for both. */
+export { freePort } from '../../scripts/chaos/infra';
+
 /** Every process `npm start` runs, in the order of SPEC's list. */
 export const SERVICES = ['conversations', 'messages', 'blocks', 'presence', 'notifications', 'gateway'];
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** The environment of one isolated run of the real processes: its own database, NATS prefix and Redis prefix. */
 export function runEnv(id: string): Record<string, string> {
