@@ -155,7 +155,7 @@ describe('the conversations projection, per batch', () => {
       for (let n = 0; n < 3; n++) last[i] = (await sendMessage(api, p.bob, p.conv, `after ${n}`)).id;
       if (i !== 1) continue;
       // Both pass the event schema, and PostgreSQL refuses both: a conversation id that is no uuid, a time that is no time.
-      const message = { id: crypto.randomUUID(), conversationId: p.conv, senderId: p.alice.id, content: 'x', clientMessageId: null, createdAt: 'not a time', readAt: null };
+      const message = { id: crypto.randomUUID(), conversationId: p.conv, senderId: p.alice.id, content: 'x', clientMessageId: null, createdAt: 'not a time', readAt: null, editedAt: null, deletedAt: null, reactions: [] };
       const unread = [{ userId: p.alice.id, count: 0 }, { userId: p.bob.id, count: 0 }];
       const badTime: MessageCreatedEvent = { eventId: crypto.randomUUID(), conversationId: p.conv, version: 1, lastMessage: message, message, unread };
       const badId: MessageCreatedEvent = { ...badTime, eventId: crypto.randomUUID(), conversationId: 'not-a-uuid', message: { ...message, createdAt: new Date().toISOString() }, lastMessage: null };

@@ -31,7 +31,7 @@ describe('POST /conversations/:id/messages', () => {
     const res = await sendRaw(alice, conv, { content: '  \n hello bob \t ', clientMessageId: 'cm-1_A' });
     expect(res.status).toBe(201);
     const m = res.body.data;
-    expect(Object.keys(m).sort()).toEqual(['clientMessageId', 'content', 'conversationId', 'createdAt', 'id', 'readAt', 'senderId']);
+    expect(Object.keys(m).sort()).toEqual(['clientMessageId', 'content', 'conversationId', 'createdAt', 'deletedAt', 'editedAt', 'id', 'reactions', 'readAt', 'senderId']);
     expect(m).toMatchObject({ conversationId: conv, senderId: alice.id, content: 'hello bob', clientMessageId: 'cm-1_A', readAt: null });
     expect(m.id).toMatch(UUID);
     expect(m.createdAt).toMatch(ISO_MS);

@@ -116,7 +116,7 @@ describe('notifications for a new message', () => {
       const [who, whom] = blocker === 'receiver' ? [bob, alice] : [alice, bob];
       expect((await ctx.api.post('/blocks', who.token, { username: whom.username })).status).toBe(201);
       // Sends are refused once a block stands, so publish the event of one that raced the block.
-      const message = { id: crypto.randomUUID(), conversationId: conv, senderId: alice.id, content: 'raced the block', clientMessageId: null, createdAt: new Date().toISOString(), readAt: null };
+      const message = { id: crypto.randomUUID(), conversationId: conv, senderId: alice.id, content: 'raced the block', clientMessageId: null, createdAt: new Date().toISOString(), readAt: null, editedAt: null, deletedAt: null, reactions: [] };
       const event: MessageCreatedEvent = { eventId: crypto.randomUUID(), conversationId: conv, version: 1, lastMessage: message, unread: [{ userId: alice.id, count: 0 }, { userId: bob.id, count: 1 }], message };
       await jetstream(nc).publish(subjects(prefix).events.messageCreated, JSON.stringify(event));
       await barrier();

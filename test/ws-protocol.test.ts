@@ -24,7 +24,7 @@ async function pair() {
   const [a, b] = [(await socket(alice)).client, (await socket(bob)).client];
   return { alice, bob, conv, a, b };
 }
-const MESSAGE_KEYS = ['clientMessageId', 'content', 'conversationId', 'createdAt', 'id', 'readAt', 'senderId'];
+const MESSAGE_KEYS = ['clientMessageId', 'content', 'conversationId', 'createdAt', 'deletedAt', 'editedAt', 'id', 'reactions', 'readAt', 'senderId'];
 const isTyping = (f: Frame) => f.type === 'typing';
 
 describe('WebSocket: hello', () => {

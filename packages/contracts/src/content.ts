@@ -55,3 +55,20 @@ export function findUnstorableText(value: unknown, path: string[] = [], depth = 
 export const ClientMessageIdSchema = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 of [A-Za-z0-9_-]');
+
+// Built at run time: the `v` flag (Unicode sets) is newer than the compiler's target, not than Node 20 or the browsers.
+const ONE_EMOJI = new RegExp('^\\p{RGI_Emoji}$', 'v');
+const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+
+/**
+ * A reaction: exactly one emoji grapheme as Unicode lists it (RGI: single
+ * emoji, skin-tone and ZWJ sequences, flags, keycaps). Text, two emoji, or an
+ * emoji with a stray joiner is refused rather than stored as a "reaction".
+ */
+export const EmojiSchema = z
+  .string()
+  .max(64, 'must be one emoji')
+  .refine((s) => ONE_EMOJI.test(s) && [...graphemes.segment(s)].length === 1, 'must be exactly one emoji');
+
+/** Reactions one user may have on one message: different emoji, at most this many (SPEC 10). */
+export const MAX_REACTIONS_PER_USER = 10;

@@ -21,6 +21,15 @@ export const UserSchema = z.object({
 });
 export type User = z.infer<typeof UserSchema>;
 
+/** One emoji on a message and who reacted with it, in order of reacting (SPEC 10). */
+export const ReactionSchema = z.object({ emoji: z.string(), userIds: z.array(UserIdSchema) });
+export type Reaction = z.infer<typeof ReactionSchema>;
+
+/**
+ * A message as it is now. A deleted one is a tombstone: content "", deletedAt
+ * set, no reactions. The section 10 fields default when absent, so a snapshot
+ * stored before they existed still reads as a message.
+ */
 export const MessageSchema = z.object({
   id: z.string(),
   conversationId: z.string(),
@@ -29,6 +38,9 @@ export const MessageSchema = z.object({
   clientMessageId: z.string().nullable(),
   createdAt: IsoTime,
   readAt: IsoTime.nullable(),
+  editedAt: IsoTime.nullable().default(null),
+  deletedAt: IsoTime.nullable().default(null),
+  reactions: z.array(ReactionSchema).default([]),
 });
 export type Message = z.infer<typeof MessageSchema>;
 

@@ -27,6 +27,17 @@ export const MessageReadEvent = z.object({
 });
 export type MessageReadEvent = z.infer<typeof MessageReadEvent>;
 
+/** An edit (or, with no change to content, nothing: no event is written then). */
+export const MessageUpdatedEvent = z.object({ ...ConversationSnapshot, message: MessageSchema });
+export type MessageUpdatedEvent = z.infer<typeof MessageUpdatedEvent>;
+
+/** A delete for everyone: `message` is the tombstone. Consumers drop whatever they hold of its content. */
+export const MessageDeletedEvent = z.object({ ...ConversationSnapshot, message: MessageSchema });
+export type MessageDeletedEvent = z.infer<typeof MessageDeletedEvent>;
+
+export const MessageReactionsEvent = z.object({ ...ConversationSnapshot, message: MessageSchema });
+export type MessageReactionsEvent = z.infer<typeof MessageReactionsEvent>;
+
 export const ConversationCreatedEvent = z.object({
   eventId: z.string(),
   conversationId: z.string(),
@@ -59,6 +70,9 @@ export type BlockRemovedEvent = z.infer<typeof BlockRemovedEvent>;
 export const EventType = {
   messageCreated: 'message.created',
   messageRead: 'message.read',
+  messageUpdated: 'message.updated',
+  messageDeleted: 'message.deleted',
+  messageReactions: 'message.reactions',
   conversationCreated: 'conversation.created',
   blockCreated: 'block.created',
   blockRemoved: 'block.removed',

@@ -1,6 +1,6 @@
 import { z } from './zod';
 import { ClientMessageIdSchema, ContentSchema } from './content';
-import { BlockStatusSchema, ConversationSchema, NotificationPreferencesSchema, UserIdSchema, UserSchema, UsernameSchema } from './dto';
+import { BlockStatusSchema, ConversationSchema, MessageSchema, PageMetaSchema, NotificationPreferencesSchema, UserIdSchema, UserSchema, UsernameSchema } from './dto';
 
 /**
  * Bodies of the request/reply subjects. `actor` is the authenticated caller,
@@ -49,6 +49,24 @@ export const SendMessageRequest = z.object({
    */
   deadline: z.number().int().positive().optional(),
 });
+/** Section 10: the message's sender changes it (edit, delete) or either participant reacts. */
+const MessageRef = { ...Actor, conversationId: Id, messageId: Id };
+export const EditMessageRequest = z.object({ ...MessageRef, content: ContentSchema });
+export const DeleteMessageRequest = z.object(MessageRef);
+export const ReactRequest = z.object({ ...MessageRef, emoji: z.string().min(1).max(64), on: z.boolean() });
+/** What an edit, delete or reaction answers: the message as it is now, and whether anything changed (no event when not). */
+export const MessageChangeReply = z.object({ message: MessageSchema, changed: z.boolean() });
+export type MessageChangeReply = z.infer<typeof MessageChangeReply>;
+/** The caller's messages matching q, newest first; the gateway adds each conversation's participant. */
+export const SearchMessagesRequest = z.object({
+  ...Actor,
+  q: z.string().min(1).max(200),
+  conversationId: Id.optional(),
+  cursor: z.string().max(16_384).optional(),
+  limit: z.number().int().min(1).max(50),
+});
+export const SearchHit = z.object({ message: MessageSchema, participantId: UserIdSchema });
+export const SearchMessagesReply = z.object({ items: z.array(SearchHit), meta: PageMetaSchema });
 export const ReadMessagesRequest = z.object({ ...Actor, conversationId: Id, messageId: Id.optional() });
 export const UnreadCountRequest = z.object({ ...Actor });
 

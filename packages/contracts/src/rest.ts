@@ -7,6 +7,7 @@ export const SendMessageBody = z.strictObject({
   content: z.string({ error: 'must be a string' }).pipe(ContentSchema),
   clientMessageId: ClientMessageIdSchema.optional(),
 });
+export const EditMessageBody = z.strictObject({ content: z.string({ error: 'must be a string' }).pipe(ContentSchema) });
 export const ReadBody = z.strictObject({ messageId: z.string().min(1).max(128).optional() });
 export const CreateBlockBody = z.strictObject({ username: z.string().min(1).max(64) });
 export const PreferencesBody = NotificationPreferencesSchema.strict();
@@ -43,4 +44,21 @@ export const EventsQuery = z.object({
 export const WsTicketSchema = z.object({
   ticket: z.string(),
   expiresAt: z.string(),
+});
+
+/** GET /search/messages: q is 1-200 characters after trimming; limit 1-50 (default 20). */
+export const SearchQuery = z.object({
+  q: z
+    .string()
+    .transform((s) => s.trim())
+    .pipe(z.string().min(1, 'must not be empty after trimming').max(200, 'must be at most 200 characters')),
+  conversationId: z.string().min(1).max(128).optional(),
+  limit: z
+    .string()
+    .regex(/^\d{1,4}$/, 'must be an integer from 1 to 50')
+    .transform(Number)
+    .pipe(z.number().int().min(1, 'must be at least 1').max(50, 'must be at most 50'))
+    .optional()
+    .default(20),
+  cursor: z.string().optional(),
 });

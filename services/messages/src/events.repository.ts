@@ -5,10 +5,13 @@ export interface PendingEvent {
   userId: string;
   type: DurableEventType;
   payload: Record<string, unknown>;
+  /** The message a message.new or message.updated carries: a replay renders it as it is now. */
+  messageId?: string;
 }
 
-export interface UserEvent extends DurableEvent {
-  userId: string;
+/** An event of one user's log as stored: the payload is what the contract's DurableEventSchema types by `type`. */
+export interface UserEvent extends PendingEvent {
+  seq: number;
 }
 
 export class EventsRepository {
@@ -37,9 +40,15 @@ export class EventsRepository {
   async insert(events: UserEvent[]): Promise<void> {
     if (events.length === 0) return;
     await this.db.query(
-      `INSERT INTO user_events (user_id, seq, type, payload)
-       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::jsonb[])`,
-      [events.map((e) => e.userId), events.map((e) => e.seq), events.map((e) => e.type), events.map((e) => JSON.stringify(e.payload))],
+      `INSERT INTO user_events (user_id, seq, type, payload, message_id)
+       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::jsonb[], $5::uuid[])`,
+      [
+        events.map((e) => e.userId),
+        events.map((e) => e.seq),
+        events.map((e) => e.type),
+        events.map((e) => JSON.stringify(e.payload)),
+        events.map((e) => e.messageId ?? null),
+      ],
     );
   }
 
@@ -53,10 +62,14 @@ export class EventsRepository {
 
   async after(userId: string, since: number, limit: number): Promise<DurableEvent[]> {
     const { rows } = await this.db.query<{ seq: string; type: DurableEventType; payload: Record<string, unknown> }>(
-      'SELECT seq, type, payload FROM user_events WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+      // A message's events replay it as it is now (edited, reacted to, or a tombstone), not as it was sent (SPEC 10).
+      `SELECT e.seq, e.type,
+              CASE WHEN e.message_id IS NULL THEN e.payload
+                   ELSE coalesce(jsonb_set(e.payload, '{message}', (SELECT message_json(m) FROM messages m WHERE m.id = e.message_id)), e.payload) END AS payload
+       FROM user_events e WHERE e.user_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3`,
       [userId, since, limit],
     );
-    return rows.map((r) => ({ seq: Number(r.seq), type: r.type, payload: r.payload }));
+    return rows.map((r) => ({ seq: Number(r.seq), type: r.type, payload: r.payload }) as DurableEvent);
   }
 
   /** Deletes events older than the retention and records, per user, the newest seq that went. */

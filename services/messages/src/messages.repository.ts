@@ -1,5 +1,5 @@
 import type { Message } from '@chat/contracts';
-import { iso, pgDriver, type Cursor, type Queryable } from '@chat/platform';
+import { pgDriver, type Cursor, type Queryable } from '@chat/platform';
 import type { UserEvent } from './events.repository';
 import { sentEvents } from './user-events';
 
@@ -40,15 +40,13 @@ export interface SentParts {
 
 type SendReply = ({ status: 'created' } & SentParts) | Exclude<SendResult, { status: 'created' }>;
 
+/** A message as the repository reads it: the DTO (rendered by message_json in SQL, the one renderer) and its keyset position. */
 export interface MessageRow {
   id: string;
-  conversation_id: string;
   sender_id: string;
-  content: string;
-  client_message_id: string | null;
-  created_at: Date;
   created_key: string;
-  read_at: Date | null;
+  deleted: boolean;
+  json: Message;
   [k: string]: unknown;
 }
 
@@ -61,17 +59,9 @@ export interface ConversationRow {
   [k: string]: unknown;
 }
 
-export const toMessage = (r: MessageRow): Message => ({
-  id: r.id,
-  conversationId: r.conversation_id,
-  senderId: r.sender_id,
-  content: r.content,
-  clientMessageId: r.client_message_id,
-  createdAt: iso(r.created_at),
-  readAt: r.read_at ? iso(r.read_at) : null,
-});
+export const toMessage = (r: MessageRow): Message => r.json;
 
-const COLUMNS = 'id, conversation_id, sender_id, content, client_message_id, created_at, created_at::text AS created_key, read_at';
+const COLUMNS = 'm.id, m.sender_id, m.created_at::text AS created_key, m.deleted_at IS NOT NULL AS deleted, message_json(m) AS json';
 
 export class MessagesRepository {
   constructor(private readonly db: Queryable) {}
@@ -176,13 +166,13 @@ export class MessagesRepository {
   }
 
   async findInConversation(conversationId: string, messageId: string): Promise<MessageRow | undefined> {
-    const { rows } = await this.db.query<MessageRow>(`SELECT ${COLUMNS} FROM messages WHERE conversation_id = $1 AND id = $2`, [conversationId, messageId]);
+    const { rows } = await this.db.query<MessageRow>(`SELECT ${COLUMNS} FROM messages m WHERE conversation_id = $1 AND id = $2`, [conversationId, messageId]);
     return rows[0];
   }
 
   async latest(conversationId: string): Promise<MessageRow | undefined> {
     const { rows } = await this.db.query<MessageRow>(
-      `SELECT ${COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1`,
+      `SELECT ${COLUMNS} FROM messages m WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1`,
       [conversationId],
     );
     return rows[0];
@@ -193,7 +183,7 @@ export class MessagesRepository {
     const { rows } = await this.db.query<{ count: string; read_at: Date | null }>(
       `WITH marked AS (
          UPDATE messages SET read_at = clock_timestamp()
-         WHERE conversation_id = $1 AND sender_id <> $2 AND read_at IS NULL
+         WHERE conversation_id = $1 AND sender_id <> $2 AND read_at IS NULL AND deleted_at IS NULL
            AND (created_at, id) <= ($3::timestamptz, $4::uuid)
          RETURNING read_at)
        SELECT count(*) AS count, max(read_at) AS read_at FROM marked`,
@@ -206,7 +196,7 @@ export class MessagesRepository {
   async setReadState(conversationId: string, readerId: string, lastReadId: string): Promise<number> {
     const { rows } = await this.db.query<{ unread_count: number }>(
       `UPDATE participants SET last_read_id = $3, last_read_at = clock_timestamp(),
-         unread_count = (SELECT count(*) FROM messages WHERE conversation_id = $1 AND sender_id <> $2 AND read_at IS NULL)
+         unread_count = (SELECT count(*) FROM messages WHERE conversation_id = $1 AND sender_id <> $2 AND read_at IS NULL AND deleted_at IS NULL)
        WHERE conversation_id = $1 AND user_id = $2 RETURNING unread_count`,
       [conversationId, readerId, lastReadId],
     );
@@ -216,12 +206,12 @@ export class MessagesRepository {
   async page(conversationId: string, before: Cursor | undefined, limit: number): Promise<MessageRow[]> {
     const { rows } = before
       ? await this.db.query<MessageRow>(
-          `SELECT ${COLUMNS} FROM messages WHERE conversation_id = $1 AND (created_at, id) < ($2::timestamptz, $3::uuid)
+          `SELECT ${COLUMNS} FROM messages m WHERE conversation_id = $1 AND (created_at, id) < ($2::timestamptz, $3::uuid)
            ORDER BY created_at DESC, id DESC LIMIT $4`,
           [conversationId, before.at, before.id, limit],
         )
       : await this.db.query<MessageRow>(
-          `SELECT ${COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`,
+          `SELECT ${COLUMNS} FROM messages m WHERE conversation_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`,
           [conversationId, limit],
         );
     return rows;
@@ -229,9 +219,7 @@ export class MessagesRepository {
 
   async getWithParticipants(messageId: string): Promise<(MessageRow & { user_a: string; user_b: string }) | undefined> {
     const { rows } = await this.db.query<MessageRow & { user_a: string; user_b: string }>(
-      `SELECT m.id, m.conversation_id, m.sender_id, m.content, m.client_message_id, m.created_at, m.created_at::text AS created_key,
-              m.read_at, c.user_a, c.user_b
-       FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $1`,
+      `SELECT ${COLUMNS}, c.user_a, c.user_b FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.id = $1`,
       [messageId],
     );
     return rows[0];

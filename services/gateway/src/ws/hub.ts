@@ -1,7 +1,7 @@
 import pLimit from 'p-limit';
 import type { Subscription } from '@nats-io/transport-node';
 import type { WebSocket } from 'ws';
-import { DeliverySchema, type Subjects } from '@chat/contracts';
+import { DeliveryEnvelopeSchema, type Subjects } from '@chat/contracts';
 import { extractTrace, type BusClient, type Context, type Logger, type NatsConnection } from '@chat/platform';
 import { z } from 'zod';
 import type { Principal } from '../auth';
@@ -177,7 +177,7 @@ export class RealtimeHub {
   private fanOut(userId: string, data: Uint8Array, trace: Context): void {
     let event;
     try {
-      event = DeliverySchema.parse(JSON.parse(new TextDecoder().decode(data)));
+      event = DeliveryEnvelopeSchema.parse(JSON.parse(new TextDecoder().decode(data)));
     } catch {
       this.log.warn({ userId }, 'malformed delivery ignored');
       return;
