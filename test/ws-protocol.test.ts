@@ -56,7 +56,7 @@ describe('WebSocket: frames and replies', () => {
     const ack = await a.request('message.send', { conversationId: conv, content: '  hello over ws  ', clientMessageId: 'c-1' });
     expect(ack).toEqual({ type: 'ack', replyTo: expect.any(String), payload: { message: expect.any(Object) } });
     const message = ack.payload.message;
-    expect(message).toEqual({ id: expect.stringMatching(UUID_V7), conversationId: conv, senderId: alice.id, content: 'hello over ws', clientMessageId: 'c-1', createdAt: expect.stringMatching(ISO_MS), readAt: null });
+    expect(message).toEqual({ id: expect.stringMatching(UUID_V7), conversationId: conv, senderId: alice.id, content: 'hello over ws', clientMessageId: 'c-1', createdAt: expect.stringMatching(ISO_MS), readAt: null, editedAt: null, deletedAt: null, reactions: [] });
     expect(await a.nextOf('message.new')).toEqual({ seq: 1, type: 'message.new', payload: { message } });
     expect(await b.nextOf('message.new')).toEqual({ seq: 1, type: 'message.new', payload: { message } });
     expect(await b.nextOf('unread.updated')).toEqual({ seq: 2, type: 'unread.updated', payload: { total: 1, conversationId: conv, conversationUnread: 1 } });
@@ -111,7 +111,7 @@ describe('WebSocket: frames and replies', () => {
 
   it('an unknown type or a bad payload gets VALIDATION_FAILED with details and the socket stays open', async () => {
     const { conv, a } = await pair();
-    const unknown = await a.request('message.delete', { conversationId: conv });
+    const unknown = await a.request('message.unsend', { conversationId: conv });
     expect(unknown).toMatchObject({ type: 'error', payload: { code: 'VALIDATION_FAILED' } });
     expect(unknown.payload.details).toEqual([expect.objectContaining({ path: 'type' })]);
     a.send('42');

@@ -15,6 +15,19 @@ const ConversationSnapshot = {
   unread: z.array(z.object({ userId: UserIdSchema, count: z.number().int().min(0) })),
 };
 
+/**
+ * The snapshot alone: what the messages service pushes to the conversations
+ * service when a change must show in the list before it answers (a delete's
+ * content must be gone from every answer from its 200 on, SPEC 10).
+ */
+export const ConversationSnapshotSchema = z.object({
+  conversationId: ConversationSnapshot.conversationId,
+  version: ConversationSnapshot.version,
+  lastMessage: ConversationSnapshot.lastMessage,
+  unread: ConversationSnapshot.unread,
+});
+export type ConversationSnapshot = z.infer<typeof ConversationSnapshotSchema>;
+
 export const MessageCreatedEvent = z.object({ ...ConversationSnapshot, message: MessageSchema });
 export type MessageCreatedEvent = z.infer<typeof MessageCreatedEvent>;
 

@@ -30,6 +30,7 @@ export function subjects(prefix: string) {
       upsertUser: rr('conversations', 'upsert-user'),
       findUser: rr('conversations', 'find-user'),
       getUsers: rr('conversations', 'get-users'),
+      applySnapshot: rr('conversations', 'apply-snapshot'),
     },
     messages: {
       list: rr('messages', 'list'),

@@ -74,6 +74,10 @@ export const ConfigSchema = z
     OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url(['http:', 'https:']).optional()),
     RATE_LIMIT_SEND_PER_MIN: z.coerce.number().int().positive().default(30),
     RATE_LIMIT_CREATE_CONVERSATION_PER_MIN: z.coerce.number().int().positive().default(10),
+    /** Reactions added or removed per user per minute, REST and WebSocket together (SPEC 10). */
+    RATE_LIMIT_REACTIONS_PER_MIN: z.coerce.number().int().positive().default(60),
+    /** How long after sending a message its sender may edit it; 0: no limit (SPEC 10). */
+    MESSAGE_EDIT_WINDOW_S: z.coerce.number().int().min(0).default(900),
     RATE_LIMIT_WS_FRAMES_PER_MIN: z.coerce.number().int().positive().default(120),
     /** More failed authentications than this from one IP within a minute bans the IP... */
     AUTH_FAILURES_PER_MIN: z.coerce.number().int().positive().default(20),

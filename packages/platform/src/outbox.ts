@@ -18,16 +18,18 @@ const PRUNE_EVERY_MS = 60 * 60 * 1000;
  * transaction as the change it describes). `type` is the event's subject
  * below `<prefix>.events.`, e.g. `message.created`.
  */
-export async function appendOutbox(tx: Queryable, eventId: string, type: string, payload: unknown): Promise<void> {
+export async function appendOutbox(tx: Queryable, eventId: string, type: string, payload: unknown, messageId?: string): Promise<void> {
   // The writing request's trace context travels with the row: the relay
   // publishes later, from its own loop, and continues that trace.
   const trace = traceCarrier();
-  await tx.query('INSERT INTO outbox (event_id, subject, payload, trace_context) VALUES ($1, $2, $3, $4)', [
-    eventId,
-    type,
-    JSON.stringify(payload),
-    trace === null ? null : JSON.stringify(trace),
-  ]);
+  const values = [eventId, type, JSON.stringify(payload), trace === null ? null : JSON.stringify(trace)];
+  // `messageId`: the message the event is about, in an outbox that records it (the messages service's: a delete scrubs those rows).
+  await tx.query(
+    messageId === undefined
+      ? 'INSERT INTO outbox (event_id, subject, payload, trace_context) VALUES ($1, $2, $3, $4)'
+      : 'INSERT INTO outbox (event_id, subject, payload, trace_context, message_id) VALUES ($1, $2, $3, $4, $5)',
+    messageId === undefined ? values : [...values, messageId],
+  );
 }
 
 

@@ -40,6 +40,8 @@ describe('loadConfig', () => {
       IP_DENYLIST: [],
       TRUST_PROXY: false,
       RATE_LIMIT_SEND_PER_MIN: 30,
+      RATE_LIMIT_REACTIONS_PER_MIN: 60,
+      MESSAGE_EDIT_WINDOW_S: 900,
       RATE_LIMIT_CREATE_CONVERSATION_PER_MIN: 10,
       RATE_LIMIT_WS_FRAMES_PER_MIN: 120,
     });

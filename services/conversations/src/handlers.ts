@@ -1,5 +1,6 @@
 import {
   ContactsRequest,
+  ConversationSnapshotSchema,
   FindUserRequest,
   GetConversationRequest,
   GetOrCreateConversationRequest,
@@ -35,6 +36,12 @@ export function conversationEndpoints(s: Subjects['conversations'], service: Con
       return user;
     }),
     endpoint(s.getUsers, GetUsersRequest, (req) => service.usersFitting(req.ids)),
+    // The event of the same change follows through the projection and finds the version applied (a no-op).
+    endpoint(s.applySnapshot, ConversationSnapshotSchema, async (snapshot) => {
+      const changed = await new ConversationsRepository(db).applySnapshot({ ...snapshot, lastMessageAt: snapshot.lastMessage?.createdAt ?? null });
+      await cache?.invalidate(changed);
+      return { applied: changed.length > 0 };
+    }),
   ];
 }
 

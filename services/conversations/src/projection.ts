@@ -1,7 +1,10 @@
-import { MessageCreatedEvent, MessageReadEvent, subjects } from '@chat/contracts';
+import { MessageCreatedEvent, MessageDeletedEvent, MessageReactionsEvent, MessageReadEvent, MessageUpdatedEvent, subjects } from '@chat/contracts';
+import type { z } from 'zod';
 import { PoisonEventError, runConsumer, type BatchResults, type ConsumedEvent, type Database, type Logger, type NatsConnection } from '@chat/platform';
 import type { Registry } from 'prom-client';
 import { ConversationsRepository, type SnapshotUpdate } from './conversations.repository';
+
+type SnapshotEvent = Pick<MessageCreatedEvent, 'conversationId' | 'version' | 'lastMessage' | 'unread'>;
 
 /** SQLSTATE class 22: PostgreSQL refuses a value itself (not a uuid, a bad time, a NUL in text). The same event always fails the same way. */
 const isDataException = (err: unknown) => typeof (err as { code?: unknown })?.code === 'string' && (err as { code: string }).code.startsWith('22');
@@ -25,9 +28,19 @@ export async function startProjection(
   const s = subjects(prefix).events;
   const repo = new ConversationsRepository(db);
 
+  // Every message event carries the conversation's snapshot: an edit or a delete of the last message changes the list's lastMessage, a delete of an unread one its unread count.
+  const contracts = new Map<string, z.ZodType<SnapshotEvent>>([
+    [s.messageCreated, MessageCreatedEvent],
+    [s.messageRead, MessageReadEvent],
+    [s.messageUpdated, MessageUpdatedEvent],
+    [s.messageDeleted, MessageDeletedEvent],
+    [s.messageReactions, MessageReactionsEvent],
+  ]);
+
   function toSnapshot({ subject, data }: ConsumedEvent): SnapshotUpdate | PoisonEventError | undefined {
-    if (subject !== s.messageCreated && subject !== s.messageRead) return undefined;
-    const parsed = (subject === s.messageCreated ? MessageCreatedEvent : MessageReadEvent).safeParse(data);
+    const contract = contracts.get(subject);
+    if (!contract) return undefined;
+    const parsed = contract.safeParse(data);
     if (!parsed.success) return new PoisonEventError(`${subject} does not match its contract`);
     const event = parsed.data;
     return {

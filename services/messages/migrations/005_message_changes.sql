@@ -30,6 +30,9 @@ ALTER TABLE user_events ADD COLUMN message_id uuid;
 CREATE INDEX user_events_message ON user_events (message_id) WHERE message_id IS NOT NULL;
 ALTER TABLE outbox ADD COLUMN message_id uuid;
 CREATE INDEX outbox_message ON outbox (message_id) WHERE message_id IS NOT NULL;
+-- Every outbox event carries the conversation's lastMessage: a delete finds
+-- the snapshots that hold the deleted message through this.
+CREATE INDEX outbox_last_message ON outbox ((payload->'lastMessage'->>'id'));
 
 -- A message's reactions as the Message DTO lists them.
 CREATE FUNCTION message_reactions(p_message uuid) RETURNS jsonb
@@ -132,6 +135,7 @@ END $$;
 
 
 -- Down Migration
+DROP INDEX outbox_last_message;
 DROP INDEX outbox_message;
 ALTER TABLE outbox DROP COLUMN message_id;
 DROP INDEX user_events_message;

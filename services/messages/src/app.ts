@@ -57,6 +57,7 @@ export function startMessagesService(config: Config, log: Logger) {
         log,
         unreadCache,
         (size) => batchSize.observe(size),
+        config.MESSAGE_EDIT_WINDOW_S,
       );
       let stopping = false;
       teardown.add('block replica sync', async () => void (stopping = true));

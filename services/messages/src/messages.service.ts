@@ -10,8 +10,10 @@ import {
   type UnreadCount,
 } from '@chat/contracts';
 import { appendOutbox, countFitting, decodeCursor, iso, isUuid, newId, toPage, traceCarrier, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
+import { z } from 'zod';
 import { MessagesRepository, toMessage, type ConversationRow, type SendItem } from './messages.repository';
 import { SendBatcher } from './send-batcher';
+import { MessageChanges } from './message-changes';
 import { type UserEvent } from './events.repository';
 import { readEvents } from './user-events';
 import type { UnreadCache } from './unread-cache';
@@ -29,6 +31,8 @@ export interface SendInput {
   deadline?: number | undefined;
 }
 
+const AppliedReply = z.object({ applied: z.boolean() });
+
 /** Not a participant and not existing answer alike, so ids cannot be probed. */
 const notFound = () => new ChatError('CONVERSATION_NOT_FOUND', 'conversation not found');
 
@@ -40,6 +44,8 @@ const notFound = () => new ChatError('CONVERSATION_NOT_FOUND', 'conversation not
 export class MessagesService {
   private readonly repo: MessagesRepository;
   private readonly batcher: SendBatcher;
+  /** Edits, deletes and reactions (SPEC 10). */
+  readonly changes: MessageChanges;
 
   constructor(
     private readonly db: Database,
@@ -52,8 +58,16 @@ export class MessagesService {
     log: Logger,
     private readonly unreadCache?: UnreadCache,
     onBatch?: (size: number) => void,
+    editWindowS = 0,
   ) {
     this.repo = new MessagesRepository(db);
+    this.changes = new MessageChanges(db, (actor, conversationId, ctx) => this.membership(actor, conversationId, ctx), onCommitted, editWindowS, (snapshot) =>
+      this.bus
+        .request(this.subjects.conversations.applySnapshot, snapshot, AppliedReply, { idempotent: true })
+        .then(() => undefined)
+        // Committed either way: the outbox event brings the list up to date once the conversations service answers again.
+        .catch((err: unknown) => log.warn({ err: (err as Error).message, conversationId: snapshot.conversationId }, 'could not push a changed snapshot to the conversations list')),
+    );
     this.batcher = new SendBatcher((items) => this.repo.sendMany(items), log, onBatch);
   }
 

@@ -10,12 +10,12 @@ import { MessagesRepository, type ConversationRow, type SentParts } from './mess
  * are changed; `reserve` then locks the users' seq rows, so the unread total
  * read afterwards includes every earlier committed change for that user.
  */
-async function append(tx: Queryable, pending: PendingEvent[], payloadsAfterLock: (p: PendingEvent[]) => Promise<void>): Promise<UserEvent[]> {
+export async function appendUserEvents(tx: Queryable, pending: PendingEvent[], payloadsAfterLock?: (p: PendingEvent[]) => Promise<void>): Promise<UserEvent[]> {
   const events = new EventsRepository(tx);
   const counts = new Map<string, number>();
   for (const e of pending) counts.set(e.userId, (counts.get(e.userId) ?? 0) + 1);
   const next = await events.reserve(counts);
-  await payloadsAfterLock(pending);
+  await payloadsAfterLock?.(pending);
   const out = pending.map((e) => {
     const seq = next.get(e.userId)!;
     next.set(e.userId, seq + 1);
@@ -25,7 +25,7 @@ async function append(tx: Queryable, pending: PendingEvent[], payloadsAfterLock:
   return out;
 }
 
-async function unreadUpdated(tx: Queryable, conversationId: string, userId: string, conversationUnread: number) {
+export async function unreadUpdatedPayload(tx: Queryable, conversationId: string, userId: string, conversationUnread: number) {
   return { total: await new MessagesRepository(tx).unreadTotal(userId), conversationId, conversationUnread };
 }
 
@@ -38,7 +38,7 @@ export async function readEvents(
   const other = conv.user_a === readerId ? conv.user_b : conv.user_a;
   const payload = { conversationId: conv.id, readerId, lastReadMessageId: read.lastReadMessageId, readAt: read.readAt };
   const unread: PendingEvent = { userId: readerId, type: DurableEventType.unreadUpdated, payload: {} };
-  return append(
+  return appendUserEvents(
     tx,
     [
       { userId: readerId, type: DurableEventType.messageRead, payload },
@@ -46,7 +46,7 @@ export async function readEvents(
       unread,
     ],
     async () => {
-      unread.payload = await unreadUpdated(tx, conv.id, readerId, read.unreadCount);
+      unread.payload = await unreadUpdatedPayload(tx, conv.id, readerId, read.unreadCount);
     },
   );
 }

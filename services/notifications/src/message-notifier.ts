@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Registry } from 'prom-client';
-import { BlockStatusPairsReply, GetUsersReply, idRecord, MessageCreatedEvent, PresenceSchema, subjects, type Subjects, type User } from '@chat/contracts';
+import { BlockStatusPairsReply, GetUsersReply, idRecord, MessageCreatedEvent, MessageDeletedEvent, PresenceSchema, subjects, type Subjects, type User } from '@chat/contracts';
 import { newId, PoisonEventError, runConsumer, type BatchResults, type BusClient, type Logger, type NatsConnection, type Queryable } from '@chat/platform';
 import { Decision, type NotificationMetrics } from './notification-metrics';
 import { NotificationsRepository, type NotificationPayload } from './notifications.repository';
@@ -160,6 +160,12 @@ export class MessageNotifier {
     return out;
   }
 
+  /** Messages deleted for everyone: their notifications not yet delivered are not delivered, and none keeps a preview. */
+  async withdraw(messageIds: readonly string[]): Promise<void> {
+    const withdrawn = await this.notifications.withdraw(messageIds);
+    if (withdrawn > 0) this.log.info({ withdrawn, messages: messageIds.length }, 'notifications of deleted messages withdrawn');
+  }
+
   /** Stores the notifications, once per (message, receiver), and wakes the delivery worker. */
   private async store(list: Candidate[], out: Outcome[], fail: (list: Candidate[], err: unknown) => void): Promise<void> {
     let senders: Map<string, string>;
@@ -237,10 +243,12 @@ export class MessageNotifier {
 
 /** The durable consumer `notifications` on `<prefix>.events.message.created`, deciding up to BATCH events at a time. */
 export function startNotificationConsumer(nc: NatsConnection, prefix: string, notifier: MessageNotifier, log: Logger, registry?: Registry, replicas?: number) {
+  const s = subjects(prefix).events;
   return runConsumer(nc, {
     prefix,
     durable: 'notifications',
-    filterSubject: subjects(prefix).events.messageCreated,
+    // All message events, in stream order: a message.deleted is then handled after its message.created.
+    filterSubject: s.messageEvents,
     maxDeliver: MAX_DELIVER,
     maxBatch: BATCH,
     // A push notification tolerates 100 ms more; a batch of many costs what a batch of one does.
@@ -252,18 +260,35 @@ export function startNotificationConsumer(nc: NatsConnection, prefix: string, no
     handleBatch: async (events): Promise<BatchResults> => {
       const results: Array<Error | undefined> = events.map(() => undefined);
       const valid: Array<{ index: number; event: MessageCreatedEvent }> = [];
+      const deleted: Array<{ index: number; messageId: string }> = [];
       events.forEach(({ subject, data }, index) => {
+        if (subject === s.messageDeleted) {
+          const event = MessageDeletedEvent.safeParse(data);
+          if (!event.success) results[index] = new PoisonEventError(`${subject} does not match its contract`);
+          else deleted.push({ index, messageId: event.data.message.id });
+          return;
+        }
+        if (subject !== s.messageCreated) return;
         const event = MessageCreatedEvent.safeParse(data);
         // It will never parse: dead-letter it now rather than redeliver it for half an hour.
         if (!event.success) results[index] = new PoisonEventError(`${subject} does not match its contract`);
         else valid.push({ index, event: event.data });
       });
-      if (valid.length === 0) return results;
-      const outcomes = await notifier.handleBatch(valid.map((v) => v.event));
-      valid.forEach(({ index }, n) => {
-        const o = outcomes[n];
-        if (o instanceof Error) results[index] = o;
-      });
+      if (valid.length > 0) {
+        const outcomes = await notifier.handleBatch(valid.map((v) => v.event));
+        valid.forEach(({ index }, n) => {
+          const o = outcomes[n];
+          if (o instanceof Error) results[index] = o;
+        });
+      }
+      // After the batch's sends are decided, so a message sent and deleted within one batch is withdrawn too.
+      if (deleted.length > 0) {
+        try {
+          await notifier.withdraw(deleted.map((d) => d.messageId));
+        } catch (err) {
+          for (const { index } of deleted) results[index] = toError(err);
+        }
+      }
       return results;
     },
   });

@@ -31,7 +31,7 @@ export class NotificationsRepository {
   async insert(p: NotificationPayload): Promise<boolean> {
     const { rowCount } = await this.db.query(
       `INSERT INTO notifications (id, receiver_id, sender_id, conversation_id, message_id, payload, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM deleted_messages WHERE message_id = $5)
        ON CONFLICT (message_id, receiver_id) DO NOTHING`,
       [p.notificationId, p.receiverId, p.senderId, p.conversationId, p.messageId, JSON.stringify(p), p.createdAt],
     );
@@ -48,6 +48,8 @@ export class NotificationsRepository {
     const { rows } = await this.db.query<{ id: string }>(
       `INSERT INTO notifications (id, receiver_id, sender_id, conversation_id, message_id, payload, created_at)
        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::timestamptz[])
+         AS n(id, receiver_id, sender_id, conversation_id, message_id, payload, created_at)
+       WHERE NOT EXISTS (SELECT 1 FROM deleted_messages d WHERE d.message_id = n.message_id)
        ON CONFLICT (message_id, receiver_id) DO NOTHING
        RETURNING id`,
       [
@@ -88,6 +90,28 @@ export class NotificationsRepository {
        FROM notifications WHERE ${PENDING}`,
     );
     return rows[0]?.ms ?? null;
+  }
+
+  /**
+   * A message was deleted for everyone: its notifications not yet delivered
+   * are withdrawn, every stored one loses its preview, and one made later
+   * (its event redelivered) is never made. Returns how many were withdrawn.
+   */
+  async withdraw(messageIds: readonly string[]): Promise<number> {
+    if (messageIds.length === 0) return 0;
+    const { rows } = await this.db.query<{ withdrawn: string }>(
+      `WITH known AS (
+         INSERT INTO deleted_messages (message_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING),
+       changed AS (
+         UPDATE notifications SET payload = jsonb_set(payload, '{preview}', '""'),
+           withdrawn_at = CASE WHEN ${PENDING} THEN clock_timestamp() ELSE withdrawn_at END,
+           gave_up_at = CASE WHEN ${PENDING} THEN clock_timestamp() ELSE gave_up_at END
+         WHERE message_id = ANY($1::text[])
+         RETURNING withdrawn_at IS NOT NULL AND delivered_at IS NULL AS withdrawn)
+       SELECT count(*) FILTER (WHERE withdrawn) AS withdrawn FROM changed`,
+      [messageIds],
+    );
+    return Number(rows[0]!.withdrawn);
   }
 
   /** Counts an attempt that got a 2xx and marks the notification delivered; returns the attempt's number. */

@@ -1,8 +1,9 @@
 import { createRoute } from '@hono/zod-openapi';
-import { MessageSchema, PageMetaSchema, PageQuery, ReadBody, ReadResultSchema, SendMessageBody, pageOf } from '@chat/contracts';
+import { EditMessageBody, EmojiSchema, MessageChangeReply, MessageSchema, PageMetaSchema, PageQuery, ReadBody, ReadResultSchema, SendMessageBody, pageOf } from '@chat/contracts';
 import { z } from 'zod';
 import type { Bus } from '../bus';
-import { firstValues, jsonBody, quotaHeaders, routeApp } from '../http';
+import type { Context } from 'hono';
+import { firstValues, jsonBody, quotaHeaders, routeApp, type GatewayEnv } from '../http';
 import { BODY_ERRORS, ConversationIdParam, errors, jsonContent, MessageIdParam, ok, PAGE_ERRORS } from '../openapi';
 import { rateLimited, type RateLimits } from '../security/rate-limits';
 import type { SendPath } from '../send-path';
@@ -56,6 +57,65 @@ const get = createRoute({
   responses: { 200: ok('the message', MessageSchema), ...errors('MESSAGE_NOT_FOUND') },
 });
 
+const MessagePathParams = ConversationIdParam.extend(MessageIdParam.shape);
+const ReactionPathParams = MessagePathParams.extend({
+  emoji: EmojiSchema.openapi({ description: 'one emoji grapheme, URL-encoded (%F0%9F%91%8D for 👍)' }),
+});
+const CHANGE_ERRORS = ['CONVERSATION_NOT_FOUND', 'MESSAGE_NOT_FOUND'] as const;
+
+const edit = createRoute({
+  method: 'patch',
+  path: '/conversations/{conversationId}/messages/{messageId}',
+  tags: ['Messages'],
+  summary: 'Edit a message you sent',
+  description:
+    'Only the sender, within MESSAGE_EDIT_WINDOW_S (default 900 s) of createdAt. The same content again answers 200 and changes nothing. ' +
+    'Emits message.updated to both users; counts as a send for rate limits.',
+  middleware: [jsonBody(EditMessageBody)] as const,
+  request: { params: MessagePathParams, body: jsonContent(EditMessageBody) },
+  responses: {
+    200: ok('the message with its new content and editedAt', MessageSchema, { limited: true }),
+    ...errors(...CHANGE_ERRORS, 'NOT_SENDER', 'EDIT_WINDOW_PASSED', 'BLOCKED', 'MESSAGE_DELETED', ...BODY_ERRORS),
+  },
+});
+
+const remove = createRoute({
+  method: 'delete',
+  path: '/conversations/{conversationId}/messages/{messageId}',
+  tags: ['Messages'],
+  summary: 'Delete a message you sent, for both users',
+  description:
+    'Only the sender, at any time, blocked or not. The message becomes a tombstone (content "", deletedAt set, no reactions) and its content is removed from storage; ' +
+    'emits message.deleted (and unread.updated to the recipient if it was unread). Deleting it again answers the same tombstone and emits nothing.',
+  request: { params: MessagePathParams },
+  responses: { 200: ok('the tombstone', MessageSchema), ...errors(...CHANGE_ERRORS, 'NOT_SENDER') },
+});
+
+const react = createRoute({
+  method: 'put',
+  path: '/conversations/{conversationId}/messages/{messageId}/reactions/{emoji}',
+  tags: ['Messages'],
+  summary: 'React to a message',
+  description:
+    'Either participant; at most 10 different emoji per user per message. A reaction already there answers 200 and emits nothing. ' +
+    'Emits reaction.updated to both users. Limited to RATE_LIMIT_REACTIONS_PER_MIN (default 60) per user, adding and removing, REST and WebSocket together.',
+  request: { params: ReactionPathParams },
+  responses: {
+    200: ok('the message with its reactions', MessageSchema, { limited: true }),
+    ...errors(...CHANGE_ERRORS, 'VALIDATION_FAILED', 'BLOCKED', 'MESSAGE_DELETED', 'TOO_MANY_REACTIONS'),
+  },
+});
+
+const unreact = createRoute({
+  method: 'delete',
+  path: '/conversations/{conversationId}/messages/{messageId}/reactions/{emoji}',
+  tags: ['Messages'],
+  summary: 'Take back your reaction',
+  description: 'None there answers 200 and emits nothing. Counts against the reaction limit.',
+  request: { params: ReactionPathParams },
+  responses: { 200: ok('the message with its reactions', MessageSchema, { limited: true }), ...errors(...CHANGE_ERRORS, 'VALIDATION_FAILED') },
+});
+
 /** Message routes under /conversations/:conversationId and /messages. */
 export function messageRoutes(bus: Bus, limits: RateLimits, sends: SendPath) {
   const app = routeApp();
@@ -82,6 +142,31 @@ export function messageRoutes(bus: Bus, limits: RateLimits, sends: SendPath) {
     const r = await bus.call(c, bus.s.messages.read, { ...c.req.valid('param'), ...c.req.valid('json') }, ReadResultSchema);
     return c.json({ data: r }, 200);
   });
+
+  app.openapi(edit, async (c) => {
+    const { content } = c.req.valid('json');
+    const quota = await limits.send.consume(c.get('principal').id);
+    quotaHeaders(c, quota);
+    if (!quota.allowed) throw rateLimited('message sends', quota.resetMs);
+    const r = await bus.call(c, bus.s.messages.edit, { ...c.req.valid('param'), content }, MessageChangeReply);
+    return c.json({ data: r.message }, 200);
+  });
+
+  app.openapi(remove, async (c) => {
+    const r = await bus.call(c, bus.s.messages.delete, c.req.valid('param'), MessageChangeReply);
+    return c.json({ data: r.message }, 200);
+  });
+
+  const reaction = (on: boolean) => async (c: Context<GatewayEnv>, params: z.output<typeof ReactionPathParams>) => {
+    const quota = await limits.reactions.consume(c.get('principal').id);
+    quotaHeaders(c, quota);
+    if (!quota.allowed) throw rateLimited('reactions', quota.resetMs);
+    return (await bus.call(c, bus.s.messages.react, { ...params, on }, MessageChangeReply)).message;
+  };
+  const add = reaction(true);
+  const take = reaction(false);
+  app.openapi(react, async (c) => c.json({ data: await add(c, c.req.valid('param')) }, 200));
+  app.openapi(unreact, async (c) => c.json({ data: await take(c, c.req.valid('param')) }, 200));
 
   app.openapi(get, async (c) => c.json({ data: await bus.call(c, bus.s.messages.get, c.req.valid('param'), MessageSchema) }, 200));
 

@@ -87,6 +87,8 @@ export function rateLimited(what: string, retryAfterMs: number): ChatError {
 export class RateLimits {
   readonly send: Limit;
   readonly createConversation: Limit;
+  /** Reactions added and removed, REST and WebSocket together: a limit of their own, so reacting never eats the send quota. */
+  readonly reactions: Limit;
   readonly authFailures: Limit;
   /** Upgrade attempts per IP, counted before the credential is looked at: each one costs a handshake and a verification. */
   readonly wsUpgrades: Limit;
@@ -104,6 +106,7 @@ export class RateLimits {
       Config,
       | 'RATE_LIMIT_SEND_PER_MIN'
       | 'RATE_LIMIT_CREATE_CONVERSATION_PER_MIN'
+      | 'RATE_LIMIT_REACTIONS_PER_MIN'
       | 'RATE_LIMIT_WS_FRAMES_PER_MIN'
       | 'RATE_LIMIT_WS_UPGRADES_PER_MIN'
       | 'RATE_LIMIT_WS_TICKETS_PER_MIN'
@@ -116,6 +119,7 @@ export class RateLimits {
     const store = { redis, keyPrefix: 'rl:' };
     this.send = new Limit('send', config.RATE_LIMIT_SEND_PER_MIN, store);
     this.createConversation = new Limit('conversation-create', config.RATE_LIMIT_CREATE_CONVERSATION_PER_MIN, store);
+    this.reactions = new Limit('reactions', config.RATE_LIMIT_REACTIONS_PER_MIN, store);
     this.authFailures = new Limit('auth-failures', config.AUTH_FAILURES_PER_MIN, store, { blockDurationS: Math.ceil(config.AUTH_BAN_MS / 1000) });
     this.wsFrames = new Limit('ws-frames', config.RATE_LIMIT_WS_FRAMES_PER_MIN, undefined);
     this.wsUpgrades = new Limit('ws-upgrades', config.RATE_LIMIT_WS_UPGRADES_PER_MIN, store);

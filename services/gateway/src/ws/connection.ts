@@ -5,6 +5,7 @@ import {
   EventsReply,
   findUnstorableText,
   issuesToDetails,
+  MessageChangeReply,
   ReadResultSchema,
   TYPING_TIMEOUT_MS,
   TypingPayload,
@@ -190,6 +191,21 @@ export class ClientConnection {
       }
       case 'message.read':
         return this.bus.request(this.s.messages.read, { ...actor, ...frame.payload }, ReadResultSchema);
+      case 'message.edit': {
+        await this.limits.rates.send.take(this.principal.id);
+        const r = await this.bus.request(this.s.messages.edit, { ...actor, ...frame.payload }, MessageChangeReply);
+        return { message: r.message };
+      }
+      case 'message.delete': {
+        const r = await this.bus.request(this.s.messages.delete, { ...actor, ...frame.payload }, MessageChangeReply);
+        return { message: r.message };
+      }
+      case 'reaction.add':
+      case 'reaction.remove': {
+        await this.limits.rates.reactions.take(this.principal.id);
+        const r = await this.bus.request(this.s.messages.react, { ...actor, ...frame.payload, on: frame.type === 'reaction.add' }, MessageChangeReply, { idempotent: true });
+        return { message: r.message };
+      }
       case 'typing.start':
       case 'typing.stop':
         await this.bus.request(this.s.messages.typing, { ...actor, conversationId: frame.payload.conversationId, isTyping: frame.type === 'typing.start' }, z.object({}));
