@@ -206,7 +206,7 @@ describe('the notifications consumer, per batch', () => {
     const extra = (await sendMessage(api, repeated.alice, repeated.conv, 'said twice')).id as string;
     sent.get(repeated.bob.id)!.push(extra);
     const again = await eventually(async () => {
-      const m = await jsm.streams.getMessage(eventStreamName(prefix()), { last_by_subj: s.events.messageCreated });
+      const m = await jsm.streams.getMessage(eventStreamName(prefix()), { last_by_subj: `${s.events.messageCreated}.${extra}` });
       expect(m!.json<MessageCreatedEvent>().message.id).toBe(extra);
       return m!;
     });

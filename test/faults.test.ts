@@ -85,7 +85,7 @@ describe('the messages service killed with SIGKILL in the middle of sends', () =
       const { rows: pending } = await db.query('SELECT 1 FROM messages.outbox WHERE published_at IS NULL');
       expect(pending).toHaveLength(0);
     }, 10_000);
-    const published = (await streamEvents<{ conversationId: string; message: { id: string } }>(ctx.stack.config.NATS_URL, ctx.stack.config.NATS_PREFIX, 'message.created'))
+    const published = (await streamEvents<{ conversationId: string; message: { id: string } }>(ctx.stack.config.NATS_URL, ctx.stack.config.NATS_PREFIX, 'message.created.*'))
       .filter((e) => e.conversationId === conv)
       .map((e) => e.message.id)
       .sort();

@@ -756,7 +756,7 @@ describe('fuzz: WebSocket client frames', () => {
     return reply;
   }
 
-  const TYPES = ['message.send', 'message.read', 'typing.start', 'typing.stop', 'ping'];
+  const TYPES = ['message.send', 'message.read', 'message.edit', 'message.delete', 'reaction.add', 'reaction.remove', 'typing.start', 'typing.stop', 'ping'];
   const idText = fc.oneof(
     { weight: 3, arbitrary: fc.constant(undefined) },
     { weight: 3, arbitrary: fc.string({ minLength: 1, maxLength: 64 }).map((s) => JSON.stringify(s)) },
@@ -775,6 +775,7 @@ describe('fuzz: WebSocket client frames', () => {
             content: contentArb.map((s) => JSON.stringify(s)),
             messageId: fc.oneof(fc.uuid(), nastyString).map((s) => JSON.stringify(s)),
             clientMessageId: fc.oneof(fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/), nastyString).map((s) => JSON.stringify(s)),
+            emoji: fc.oneof(fc.constantFrom('👍', '👩‍👩‍👧', '🇫🇷', 'a', '👍👍', '\u200d'), nastyString).map((s) => JSON.stringify(s)),
           },
           { requiredKeys: [] },
         )

@@ -8,6 +8,7 @@ import { createDatabase, createLogger, createMetrics } from '@chat/platform';
 import { NotificationsRepository, WebhookDelivery, createNotificationMetrics } from '@chat/notifications';
 import { notificationsOf, openNotificationsDb } from './helpers/notifications';
 import { startWebhookReceiver } from './helpers/webhook-receiver';
+import { streamEvents } from './helpers/streams';
 
 /** SPEC 10 through the gateway on the real stack: edit, delete for everyone, reactions, and what each leaves in the event log. */
 const ctx = useStack();
@@ -224,6 +225,15 @@ describe('DELETE /conversations/:cid/messages/:mid (delete for everyone)', () =>
       expect(JSON.stringify(client.frames)).not.toContain(secret);
       await client.close();
     }
+
+    // The event stream: every message event that held the content is purged (the published copies included).
+    // The delete's own event stays (it carries no content), for the consumers that act on it.
+    const inStream = await eventually(async () => {
+      const events = await streamEvents(ctx.stack.config.NATS_URL, ctx.stack.config.NATS_PREFIX, 'message.>');
+      expect(events.filter((e) => e.conversationId === conv)).toEqual([expect.objectContaining({ messageId: m.id, deletedAt: expect.stringMatching(ISO_MS) })]);
+      return events;
+    });
+    expect(JSON.stringify(inStream)).not.toContain(secret);
 
     // Storage: not hidden, gone. Every row of every table of the three schemas that hold messages, as text.
     await eventually(async () => {

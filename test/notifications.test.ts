@@ -130,7 +130,7 @@ describe('notifications for a new message', () => {
     await eventually(async () => expect(hooksFor(bob.id)).toHaveLength(1));
     const prefix = ctx.stack.config.NATS_PREFIX;
     const jsm = await jetstreamManager(nc);
-    const stored = await jsm.streams.getMessage(eventStreamName(prefix), { last_by_subj: subjects(prefix).events.messageCreated });
+    const stored = await jsm.streams.getMessage(eventStreamName(prefix), { last_by_subj: `${subjects(prefix).events.messageCreated}.${message.id}` });
     expect(stored!.json<MessageCreatedEvent>().message.id).toBe(message.id);
     // The same JSON again, as a new stream message (no Nats-Msg-Id, so no dedupe by JetStream).
     await jetstream(nc).publish(subjects(prefix).events.messageCreated, stored!.data);

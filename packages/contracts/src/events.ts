@@ -40,15 +40,19 @@ export const MessageReadEvent = z.object({
 });
 export type MessageReadEvent = z.infer<typeof MessageReadEvent>;
 
-/** An edit (or, with no change to content, nothing: no event is written then). */
-export const MessageUpdatedEvent = z.object({ ...ConversationSnapshot, message: MessageSchema });
+/**
+ * An edit, a delete, a reaction: the conversation's new snapshot and the
+ * message it was about. They carry no message of their own, so each message
+ * event holds the content of one message only, its lastMessage (see
+ * subjects().events.messageEvent).
+ */
+export const MessageUpdatedEvent = z.object({ ...ConversationSnapshot, messageId: z.string() });
 export type MessageUpdatedEvent = z.infer<typeof MessageUpdatedEvent>;
 
-/** A delete for everyone: `message` is the tombstone. Consumers drop whatever they hold of its content. */
-export const MessageDeletedEvent = z.object({ ...ConversationSnapshot, message: MessageSchema });
+export const MessageDeletedEvent = z.object({ ...ConversationSnapshot, messageId: z.string(), deletedAt: z.string() });
 export type MessageDeletedEvent = z.infer<typeof MessageDeletedEvent>;
 
-export const MessageReactionsEvent = z.object({ ...ConversationSnapshot, message: MessageSchema });
+export const MessageReactionsEvent = z.object({ ...ConversationSnapshot, messageId: z.string() });
 export type MessageReactionsEvent = z.infer<typeof MessageReactionsEvent>;
 
 export const ConversationCreatedEvent = z.object({

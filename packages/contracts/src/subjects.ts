@@ -79,6 +79,18 @@ export function subjects(prefix: string) {
       messageReactions: `${prefix}.events.message.reactions`,
       conversationCreated: `${prefix}.events.conversation.created`,
       blockEvents: `${prefix}.events.block.>`,
+      /**
+       * Message events go out as `<type>.<id>`, the id of the message whose
+       * content they carry (their lastMessage; `none` when there is none or
+       * it is a tombstone). Deleting a message purges every stored copy of
+       * its content from the stream by subject (contentOf), without knowing
+       * where each landed, and leaves the delete's own event alone.
+       */
+      messageEvent: (type: string, lastMessage: { id: string; deletedAt?: string | null } | null | undefined) =>
+        `${type}.${lastMessage && !lastMessage.deletedAt ? lastMessage.id : 'none'}`,
+      contentOf: (messageId: string) => `${prefix}.events.message.*.${messageId}`,
+      /** Whether `subject` is an event of `base` (e.g. events.messageCreated), with or without its message token. */
+      is: (subject: string, base: string) => subject === base || (subject.startsWith(`${base}.`) && !subject.slice(base.length + 1).includes('.')),
       /** Events a consumer gave up on (poison, or failing past MaxDeliver), by consumer: stream `<PREFIX>_DEAD`. */
       deadLetter: (consumer: string) => `${prefix}.dead.${consumer}`,
       deadLetterAll: `${prefix}.dead.>`,

@@ -116,10 +116,13 @@ export class OutboxRelay extends WorkLoop {
     let failure: { reason: unknown } | undefined;
     const marked = await withTransaction(this.db, async (tx) => {
       // The lock is taken once, before the rows are read (a one-time filter): no rows when another relay holds it.
+      // The rows stay locked until they are marked: a change to one (a delete scrubbing a message's content) waits
+      // for this publish to be recorded, and then knows the stream holds it (MessageChanges purges after its commit).
       // The payload stays text: published as stored, never parsed and printed again.
       const { rows } = await tx.query<OutboxRow>(
         `SELECT id, event_id, subject, payload::text AS payload, trace_context FROM outbox
-         WHERE (SELECT pg_try_advisory_xact_lock(hashtext($1))) AND published_at IS NULL ORDER BY id LIMIT $2`,
+         WHERE (SELECT pg_try_advisory_xact_lock(hashtext($1))) AND published_at IS NULL ORDER BY id LIMIT $2
+         FOR UPDATE`,
         [`${this.lockName}.outbox`, BATCH],
       );
       const acks = await Promise.allSettled(rows.map((row) => this.publish(row)));

@@ -58,7 +58,8 @@ LANGUAGE sql STABLE AS $$
     'reactions', CASE WHEN m.deleted_at IS NOT NULL THEN '[]'::jsonb ELSE coalesce(p_reactions, message_reactions(m.id)) END)
 $$;
 
--- send_one as in 004, but recording which message each event is about.
+-- send_one as in 004, but recording which message each event is about, and
+-- publishing message.created under message.created.<id> (contracts' subjects().events.messageEvent).
 CREATE OR REPLACE FUNCTION send_one(it jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -124,7 +125,7 @@ BEGIN
     (other, recipient_seq + 1, 'unread.updated',
      jsonb_build_object('total', recipient_total, 'conversationId', v_conversation_id, 'conversationUnread', recipient_unread), NULL);
   INSERT INTO outbox (event_id, subject, payload, trace_context, message_id)
-  VALUES ((it->>'eventId')::uuid, 'message.created',
+  VALUES ((it->>'eventId')::uuid, 'message.created.' || m.id,
           jsonb_build_object('eventId', it->>'eventId', 'conversationId', v_conversation_id, 'version', ver,
                              'lastMessage', msg, 'unread', unread, 'message', msg),
           it->'trace', m.id);

@@ -1,4 +1,5 @@
-import { EphemeralEventType } from '@chat/contracts';
+import { EphemeralEventType, eventStreamName } from '@chat/contracts';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Histogram } from 'prom-client';
 import { ensureEventStream, injectTrace, openCache, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { EventLog } from './event-log';
@@ -57,7 +58,17 @@ export function startMessagesService(config: Config, log: Logger) {
         log,
         unreadCache,
         (size) => batchSize.observe(size),
-        config.MESSAGE_EDIT_WINDOW_S,
+        {
+          editWindowS: config.MESSAGE_EDIT_WINDOW_S,
+          purgeStream: async (filter) => {
+            try {
+              await (await jetstreamManager(nc)).streams.purge(eventStreamName(config.NATS_PREFIX), { filter });
+            } catch (err) {
+              // The delete stands; the copies age out with the stream's max_age (7 days). Worth an operator's look.
+              log.error({ err: (err as Error).message, filter }, 'could not purge a deleted message from the event stream');
+            }
+          },
+        },
       );
       let stopping = false;
       teardown.add('block replica sync', async () => void (stopping = true));

@@ -7,6 +7,7 @@ import {
   type ConversationSnapshot,
   type Message,
   type MessageChangeReply,
+  type Subjects,
 } from '@chat/contracts';
 import { appendOutbox, isUuid, newId, withTransaction, type Database, type Queryable } from '@chat/platform';
 import { appendUserEvents, unreadUpdatedPayload } from './user-events';
@@ -58,6 +59,9 @@ export class MessageChanges {
     private readonly editWindowS: number,
     /** Shows the change in the conversations list before the caller is answered; the outbox event repairs a push that failed. */
     private readonly pushSnapshot: (snapshot: ConversationSnapshot) => Promise<void>,
+    private readonly subjects: Subjects['events'],
+    /** Removes every event of a subject filter from the event stream (never throws: logs). */
+    private readonly purgeStream: (filter: string) => Promise<void>,
   ) {}
 
   edit(input: { actor: string; conversationId: string; messageId: string; content: string }, ctx: CallContext): Promise<MessageChangeReply> {
@@ -165,11 +169,13 @@ export class MessageChanges {
       const events = await appendUserEvents(tx, applied.userEvents(conv, other, message), applied.afterLock);
       const eventId = newId();
       const snapshot: ConversationSnapshot = { conversationId: conv.id, version, lastMessage: last?.json ?? null, unread: await repo.unreadCounts(conv.id) };
-      await appendOutbox(tx, eventId, applied.domainEvent, { eventId, ...snapshot, message }, m.id);
+      const about = applied.domainEvent === EventType.messageDeleted ? { messageId: m.id, deletedAt: message.deletedAt } : { messageId: m.id };
+      await appendOutbox(tx, eventId, this.subjects.messageEvent(applied.domainEvent, snapshot.lastMessage), { eventId, ...snapshot, ...about }, m.id);
       return { message, changed: true, events, snapshot };
     });
     if (result.changed) {
-      await Promise.all([this.onCommitted(result.events), this.pushSnapshot(result.snapshot!)]);
+      const purge = result.message.deletedAt !== null ? this.purgeStream(this.subjects.contentOf(result.message.id)) : undefined;
+      await Promise.all([this.onCommitted(result.events), this.pushSnapshot(result.snapshot!), purge]);
       ctx.log.info({ conversationId: conv.id, messageId: input.messageId, userId: input.actor }, 'message changed');
     }
     return { message: result.message, changed: result.changed };
@@ -181,9 +187,9 @@ export class MessageChanges {
  * message events of both users' logs (a replay renders the tombstone anyway,
  * but the stored payload must not hold the text either), the outbox rows
  * about the message and every outbox snapshot whose lastMessage it is (both
- * found by index). Copies already published to JetStream stay there until
- * the stream's max_age (7 days); no consumer serves them to a client
- * (docs/architecture.md, "Deleting a message").
+ * found by index). Copies already published to JetStream are purged by
+ * subject once this commits (subjects().events.contentOf); the relay locks
+ * the rows it publishes, so none is published behind this scrub's back.
  */
 async function scrubStoredCopies(tx: Queryable, messageId: string): Promise<void> {
   const { rows } = await tx.query<{ json: Message }>('SELECT message_json(m) AS json FROM messages m WHERE id = $1', [messageId]);

@@ -1,6 +1,7 @@
 import {
   ChatError,
   EventType,
+  type ConversationSnapshot,
   ParticipantsReply,
   type Message,
   type MessageReadEvent,
@@ -58,15 +59,23 @@ export class MessagesService {
     log: Logger,
     private readonly unreadCache?: UnreadCache,
     onBatch?: (size: number) => void,
-    editWindowS = 0,
+    changes: { editWindowS: number; purgeStream: (filter: string) => Promise<void> } = { editWindowS: 0, purgeStream: async () => undefined },
   ) {
     this.repo = new MessagesRepository(db);
-    this.changes = new MessageChanges(db, (actor, conversationId, ctx) => this.membership(actor, conversationId, ctx), onCommitted, editWindowS, (snapshot) =>
+    const pushSnapshot = (snapshot: ConversationSnapshot) =>
       this.bus
         .request(this.subjects.conversations.applySnapshot, snapshot, AppliedReply, { idempotent: true })
         .then(() => undefined)
         // Committed either way: the outbox event brings the list up to date once the conversations service answers again.
-        .catch((err: unknown) => log.warn({ err: (err as Error).message, conversationId: snapshot.conversationId }, 'could not push a changed snapshot to the conversations list')),
+        .catch((err: unknown) => log.warn({ err: (err as Error).message, conversationId: snapshot.conversationId }, 'could not push a changed snapshot to the conversations list'));
+    this.changes = new MessageChanges(
+      db,
+      (actor, conversationId, ctx) => this.membership(actor, conversationId, ctx),
+      onCommitted,
+      changes.editWindowS,
+      pushSnapshot,
+      subjects.events,
+      changes.purgeStream,
     );
     this.batcher = new SendBatcher((items) => this.repo.sendMany(items), log, onBatch);
   }
@@ -139,7 +148,7 @@ export class MessagesService {
         readAt: iso(marked.readAt ?? new Date()),
         markedCount: marked.count,
       };
-      await appendOutbox(tx, event.eventId, EventType.messageRead, event);
+      await appendOutbox(tx, event.eventId, this.subjects.events.messageEvent(EventType.messageRead, event.lastMessage), event);
       const userEvents = await readEvents(tx, conv, actor, { lastReadMessageId: target.id, readAt: event.readAt, unreadCount });
       return { markedCount: marked.count, unreadCount, userEvents };
     });

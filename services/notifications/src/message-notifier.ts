@@ -262,13 +262,13 @@ export function startNotificationConsumer(nc: NatsConnection, prefix: string, no
       const valid: Array<{ index: number; event: MessageCreatedEvent }> = [];
       const deleted: Array<{ index: number; messageId: string }> = [];
       events.forEach(({ subject, data }, index) => {
-        if (subject === s.messageDeleted) {
+        if (s.is(subject, s.messageDeleted)) {
           const event = MessageDeletedEvent.safeParse(data);
           if (!event.success) results[index] = new PoisonEventError(`${subject} does not match its contract`);
-          else deleted.push({ index, messageId: event.data.message.id });
+          else deleted.push({ index, messageId: event.data.messageId });
           return;
         }
-        if (subject !== s.messageCreated) return;
+        if (!s.is(subject, s.messageCreated)) return;
         const event = MessageCreatedEvent.safeParse(data);
         // It will never parse: dead-letter it now rather than redeliver it for half an hour.
         if (!event.success) results[index] = new PoisonEventError(`${subject} does not match its contract`);
