@@ -66,6 +66,7 @@ export const SearchMessagesRequest = z.object({
   limit: z.number().int().min(1).max(50),
 });
 export const SearchHit = z.object({ message: MessageSchema, participantId: UserIdSchema });
+export type SearchHit = z.infer<typeof SearchHit>;
 export const SearchMessagesReply = z.object({ items: z.array(SearchHit), meta: PageMetaSchema });
 export const ReadMessagesRequest = z.object({ ...Actor, conversationId: Id, messageId: Id.optional() });
 export const UnreadCountRequest = z.object({ ...Actor });

@@ -1,4 +1,4 @@
-import { ApplyBlockRequest, DeleteMessageRequest, EditMessageRequest, ReactRequest, EventsRequest, GetMessageRequest, ListMessagesRequest, ReadMessagesRequest, SendMessageRequest, TypingRequest, UnreadCountRequest, type Subjects } from '@chat/contracts';
+import { ApplyBlockRequest, DeleteMessageRequest, EditMessageRequest, ReactRequest, EventsRequest, GetMessageRequest, ListMessagesRequest, ReadMessagesRequest, SearchMessagesRequest, SendMessageRequest, TypingRequest, UnreadCountRequest, type Subjects } from '@chat/contracts';
 import { endpoint, type EndpointDef } from '@chat/platform';
 import type { MessagesService } from './messages.service';
 import type { EventLog } from './event-log';
@@ -12,6 +12,7 @@ export function messageEndpoints(s: Subjects['messages'], service: MessagesServi
     endpoint(s.react, ReactRequest, (req, ctx) => service.changes.react(req, ctx)),
     endpoint(s.list, ListMessagesRequest, (req, ctx) => service.list(req.actor, req.conversationId, req.cursor, req.limit, ctx)),
     endpoint(s.get, GetMessageRequest, (req) => service.get(req.actor, req.messageId)),
+    endpoint(s.search, SearchMessagesRequest, (req) => service.search(req)),
     endpoint(s.unreadCount, UnreadCountRequest, (req) => service.unreadCount(req.actor)),
     endpoint(s.events, EventsRequest, (req) => log.after(req.actor, req.since, req.limit)),
     endpoint(s.typing, TypingRequest, (req, ctx) => service.typing(req.actor, req.conversationId, req.isTyping, ctx)),

@@ -63,6 +63,46 @@ export const toMessage = (r: MessageRow): Message => r.json;
 
 const COLUMNS = 'm.id, m.sender_id, m.created_at::text AS created_key, m.deleted_at IS NOT NULL AS deleted, message_json(m) AS json';
 
+/** A search hit: the message and the other participant of its conversation, for the caller. */
+export interface SearchRow extends MessageRow {
+  participant_id: string;
+}
+
+/**
+ * The caller's messages matching `words`, newest first (migration 006 has the
+ * matching rule and the index). The caller's conversations come first, once
+ * (InitPlans): their keys make the tsquery, so the GIN scan yields only the
+ * caller's candidates, and `conversation_id = ANY` drops a candidate of
+ * another conversation that shares a key. $2 narrows to one conversation
+ * (one that is not the caller's leaves no conversation: nothing matches); $4,
+ * $5 are the keyset cursor. Exported for the search benchmark's EXPLAIN.
+ */
+export const SEARCH_SQL = `
+  WITH mine AS MATERIALIZED (
+    SELECT array_agg(conversation_id) AS ids FROM participants
+    WHERE user_id = $1 AND ($2::uuid IS NULL OR conversation_id = $2::uuid)
+  ), q AS MATERIALIZED (
+    SELECT ids, search_query(ids, $3::text[]) AS tsq FROM mine
+  )
+  SELECT ${COLUMNS}, CASE WHEN c.user_a = $1 THEN c.user_b ELSE c.user_a END AS participant_id
+  FROM messages m JOIN conversations c ON c.id = m.conversation_id
+  WHERE m.search_vector @@ (SELECT tsq FROM q)
+    AND m.conversation_id = ANY ((SELECT ids FROM q)::uuid[])
+    AND m.deleted_at IS NULL
+    AND ($4::timestamptz IS NULL OR (m.created_at, m.id) < ($4::timestamptz, $5::uuid))
+  ORDER BY m.created_at DESC, m.id DESC
+  LIMIT $6`;
+
+export interface SearchArgs {
+  actor: string;
+  conversationId: string | undefined;
+  words: readonly string[];
+  before: Cursor | undefined;
+  limit: number;
+}
+
+export const searchParams = (a: SearchArgs): unknown[] => [a.actor, a.conversationId ?? null, a.words, a.before?.at ?? null, a.before?.id ?? null, a.limit];
+
 export class MessagesRepository {
   constructor(private readonly db: Queryable) {}
 
@@ -247,6 +287,11 @@ export class MessagesRepository {
       [limit],
     );
     return rows.map((r) => r.user_id);
+  }
+
+  async search(args: SearchArgs): Promise<SearchRow[]> {
+    const { rows } = await this.db.query<SearchRow>(SEARCH_SQL, searchParams(args), { prepare: 'search_messages' });
+    return rows;
   }
 
   async unreadTotal(userId: string): Promise<number> {

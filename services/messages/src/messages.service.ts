@@ -4,6 +4,7 @@ import {
   type ConversationSnapshot,
   ParticipantsReply,
   type Message,
+  type SearchHit,
   type MessageReadEvent,
   type Page,
   type ReadResult,
@@ -12,7 +13,7 @@ import {
 } from '@chat/contracts';
 import { appendOutbox, countFitting, decodeCursor, iso, isUuid, newId, toPage, traceCarrier, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { z } from 'zod';
-import { MessagesRepository, toMessage, type ConversationRow, type SendItem } from './messages.repository';
+import { MessagesRepository, toMessage, type ConversationRow, type SearchRow, type SendItem } from './messages.repository';
 import { SendBatcher } from './send-batcher';
 import { MessageChanges } from './message-changes';
 import { type UserEvent } from './events.repository';
@@ -166,6 +167,23 @@ export class MessagesService {
     // A page of long messages may not fit one NATS reply: it is cut short, with hasMore and a cursor.
     const fit = Math.min(limit, countFitting(rows.slice(0, limit), this.maxReplyBytes()));
     return toPage(rows.slice(0, fit + 1), fit, toMessage, (r) => ({ at: r.created_key, id: r.id }));
+  }
+
+  /**
+   * SPEC 10 search: the caller's messages matching every word of q, newest
+   * first. A conversationId that is not a uuid names no conversation of the
+   * caller's, so it finds nothing, like any other that is not theirs.
+   */
+  async search(req: { actor: string; q: string; conversationId?: string | undefined; cursor?: string | undefined; limit: number }): Promise<Page<SearchHit>> {
+    const before = req.cursor === undefined ? undefined : decodeCursor(req.cursor);
+    // White space as JavaScript's trim() knows it, the rule q was trimmed by. Repeats add nothing but tsquery size.
+    const words = [...new Set(req.q.split(/\s+/u).filter((w) => w.length > 0))];
+    if (words.length === 0 || (req.conversationId !== undefined && !isUuid(req.conversationId))) return { items: [], meta: { nextCursor: null, hasMore: false } };
+    const rows = await this.repo.search({ actor: req.actor, conversationId: req.conversationId, words, before, limit: req.limit + 1 });
+    const hit = (r: SearchRow): SearchHit => ({ message: r.json, participantId: r.participant_id });
+    // As in list: a page of long messages may not fit one NATS reply; it is cut short, with hasMore and a cursor.
+    const fit = Math.min(req.limit, countFitting(rows.slice(0, req.limit).map(hit), this.maxReplyBytes()));
+    return toPage(rows.slice(0, fit + 1), fit, hit, (r) => ({ at: r.created_key, id: r.id }));
   }
 
   async get(actor: string, messageId: string): Promise<Message> {
