@@ -44,6 +44,16 @@ export const MessageSchema = z.object({
 });
 export type Message = z.infer<typeof MessageSchema>;
 
+/**
+ * One answer of GET /search/messages (SPEC 10): the matching message and the
+ * conversation it is in, with the caller's other participant.
+ */
+export const SearchResultSchema = z.object({
+  message: MessageSchema,
+  conversation: z.object({ id: z.string(), participant: UserSchema }),
+});
+export type SearchResult = z.infer<typeof SearchResultSchema>;
+
 export const BlockStatusSchema = z.object({
   blockedByMe: z.boolean(),
   blockedByThem: z.boolean(),

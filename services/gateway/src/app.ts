@@ -24,6 +24,7 @@ import { eventRoutes } from './routes/events';
 import { blockRoutes } from './routes/blocks';
 import { conversationRoutes } from './routes/conversations';
 import { messageRoutes } from './routes/messages';
+import { searchRoutes } from './routes/search';
 import { UserSync } from './user-sync';
 import { referenceRoutes, REFERENCE_PATH } from './reference';
 import { ConnectionCaps } from './security/connection-caps';
@@ -160,6 +161,7 @@ export async function startGateway(config: Config, log: Logger) {
     // In the document's order (its paths follow the routes').
     api.route('/conversations', conversationRoutes(bus, limits));
     api.route('/', messageRoutes(bus, limits, sends));
+    api.route('/', searchRoutes(bus));
     api.route('/', eventRoutes(bus));
     api.openapi(wsTicketRoute, async (c) => {
       // Per IP: a ticket is a Redis key held for its TTL, and one token could otherwise mint them without end.

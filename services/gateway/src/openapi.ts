@@ -11,6 +11,7 @@ import {
   NotificationPreferencesSchema,
   PageMetaSchema,
   PresenceSchema,
+  SearchResultSchema,
   UserSchema,
 } from '@chat/contracts';
 import { PathId, PathUsername, type GatewayEnv } from './http';
@@ -134,6 +135,7 @@ function build(api: OpenAPIHono<GatewayEnv>): Record<string, unknown> {
     ['BlockStatus', BlockStatusSchema],
     ['Block', BlockSchema],
     ['Presence', PresenceSchema],
+    ['SearchResult', SearchResultSchema],
     ['PageMeta', PageMetaSchema],
     ['Event', DurableEventSchema],
     ['NotificationPreferences', NotificationPreferencesSchema],
