@@ -22,17 +22,17 @@
 -- q's text, so quotes, & | ! : * ( ) and backslashes in q are only characters
 -- the parser drops or keeps inside a lexeme: they cannot change the query.
 --
--- Restricting to the caller's conversations inside the index: a message's
--- lexemes are stored keyed by its conversation (search_key, 8 hex digits of
--- md5 of the id, prepended to each lexeme). The query is an OR over the
--- caller's conversations' keys, so the GIN index yields only the caller's
--- candidates: a word common across all users (or a two-letter prefix, which
--- expands to many lexemes) costs what it matches in the caller's own
--- conversations, not in the whole table. Two conversations may share a key;
--- the query also filters on conversation_id, so a collision costs a few
--- extra candidates and never a wrong answer. The price is a larger index
--- (each conversation's words are separate entries): docs/performance.md
--- "Search" has the figures.
+-- Restricting to the caller's messages inside the index: a message's
+-- lexemes are stored twice, once behind each participant's key (search_key,
+-- 8 hex digits of md5 of the user id, prepended to the lexeme), and a query
+-- asks only for the caller's key. So the GIN index yields only the caller's
+-- candidates: a word common across all users, or a two-letter prefix that
+-- expands to thousands of lexemes, costs what it matches in the caller's own
+-- messages, not in the whole table, however many conversations they have.
+-- Two users may share a key; the query also checks that the caller is the
+-- row's sender or recipient, so a collision costs a few extra candidates and
+-- never a wrong answer. The price: each message's words are indexed twice,
+-- and a user's words are entries of their own (docs/performance.md, "Search").
 
 -- Trusted since PostgreSQL 13: a role with CREATE on the database may add
 -- it. Into this schema, unless the database has it already in another one;
@@ -59,11 +59,11 @@ BEGIN
 END
 $migration$;
 
--- A conversation's prefix on its messages' lexemes. Fixed length, so a key
+-- A user's prefix on their messages' lexemes. Fixed length, so a key
 -- followed by a lexeme reads back unambiguously.
-CREATE FUNCTION search_key(conversation uuid) RETURNS text
+CREATE FUNCTION search_key(user_id text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-  SELECT substr(md5(conversation::text), 1, 8)
+  SELECT substr(md5(user_id), 1, 8)
 $$;
 
 -- A lexeme quoted for tsvector/tsquery input: within quotes only ' and \ are special.
@@ -73,24 +73,25 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 $$;
 
 -- The indexed document: the content's lexemes with their positions (phrase
--- matching needs them), each behind its conversation's key. A lexeme is at
--- most 2047 bytes; the parser already drops longer words, and the few that
--- the key would push past the limit are dropped here.
+-- matching needs them), each behind the sender's and the recipient's key. A
+-- lexeme is at most 2047 bytes; the parser already drops longer words, and
+-- the few that the key would push past the limit are dropped here.
 -- SET search_path: the generated column is computed by whoever writes the
 -- row, under their search_path (pg_restore's is empty); these functions find
 -- their helpers in the schema they were made in.
-CREATE FUNCTION search_document(conversation uuid, content text) RETURNS tsvector
+CREATE FUNCTION search_document(sender text, recipient text, content text) RETURNS tsvector
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path FROM CURRENT AS $$
-  SELECT coalesce(string_agg(search_lexeme(search_key(conversation) || l.lexeme) || ':' || array_to_string(l.positions, ','), ' '), '')::tsvector
+  SELECT coalesce(string_agg(search_lexeme(k.key || l.lexeme) || ':' || array_to_string(l.positions, ','), ' '), '')::tsvector
   FROM unnest(to_tsvector('simple', search_unaccent(content))) AS l(lexeme, positions, weights)
+  CROSS JOIN (VALUES (search_key(sender)), (search_key(recipient))) AS k(key)
   WHERE octet_length(l.lexeme) <= 2047 - 8
 $$;
 
--- The query for `words` (q split on white space) in `conversations`: for
--- each conversation, every word's lexemes as prefixes, in the word's order
--- with the parser's gaps (<N>); the words ANDed; the conversations ORed.
--- NULL when no word makes a lexeme or there is no conversation: matches nothing.
-CREATE FUNCTION search_query(conversations uuid[], words text[]) RETURNS tsquery
+-- The query of `words` (q split on white space) for `user_id`: each word's
+-- lexemes behind the user's key, as prefixes, in the word's order with the
+-- parser's gaps (<N>); the words ANDed. NULL when no word makes a lexeme:
+-- that matches nothing.
+CREATE FUNCTION search_query(user_id text, words text[]) RETURNS tsquery
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path FROM CURRENT AS $$
   WITH tokens AS (
     SELECT w.n, p.pos, l.lexeme, p.pos - lag(p.pos) OVER (PARTITION BY w.n ORDER BY p.pos) AS gap
@@ -98,32 +99,47 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path FROM CURRENT AS $$
     CROSS JOIN LATERAL unnest(to_tsvector('simple', search_unaccent(w.word))) AS l(lexeme, positions, weights)
     CROSS JOIN LATERAL unnest(l.positions) AS p(pos)
   ), phrases AS (
-    SELECT k.key, t.n,
-           string_agg(CASE WHEN t.gap IS NULL THEN '' ELSE ' <' || t.gap || '> ' END || search_lexeme(k.key || t.lexeme) || ':*', '' ORDER BY t.pos) AS phrase
-    FROM (SELECT DISTINCT search_key(c) AS key FROM unnest(conversations) AS c) k CROSS JOIN tokens t
-    GROUP BY k.key, t.n
-  ), per_conversation AS (
-    SELECT key, string_agg('(' || phrase || ')', ' & ' ORDER BY n) AS conjunction FROM phrases GROUP BY key
+    SELECT n, string_agg(CASE WHEN gap IS NULL THEN '' ELSE ' <' || gap || '> ' END || search_lexeme(search_key(user_id) || lexeme) || ':*', '' ORDER BY pos) AS phrase
+    FROM tokens GROUP BY n
   )
-  SELECT string_agg('(' || conjunction || ')', ' | ')::tsquery FROM per_conversation
+  SELECT string_agg('(' || phrase || ')', ' & ' ORDER BY n)::tsquery FROM phrases
 $$;
+
+-- The other participant of each message, for the recipient's key: filled on
+-- insert from the conversation (participants never change in a 1:1 chat).
+ALTER TABLE messages ADD COLUMN recipient_id text;
+UPDATE messages m SET recipient_id = CASE WHEN c.user_a = m.sender_id THEN c.user_b ELSE c.user_a END
+FROM conversations c WHERE c.id = m.conversation_id;
+ALTER TABLE messages ALTER COLUMN recipient_id SET NOT NULL;
+
+CREATE FUNCTION messages_recipient() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+  SELECT CASE WHEN c.user_a = NEW.sender_id THEN c.user_b ELSE c.user_a END INTO NEW.recipient_id
+  FROM conversations c WHERE c.id = NEW.conversation_id;
+  RETURN NEW;
+END $$;
+-- BEFORE: generated columns are computed after BEFORE triggers, so the document sees it.
+CREATE TRIGGER messages_recipient BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION messages_recipient();
 
 -- Follows the content: an edit re-indexes the new text only, and a delete
 -- (content '') leaves nothing to find. Adding it rewrites the table once.
-ALTER TABLE messages ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (search_document(conversation_id, content)) STORED;
-CREATE INDEX messages_search ON messages USING gin (search_vector);
-
--- The caller's conversations, for the query's keys and its filter
--- (participants' primary key leads with conversation_id).
-CREATE INDEX participants_user ON participants (user_id, conversation_id);
+ALTER TABLE messages ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (search_document(sender_id, recipient_id, content)) STORED;
+-- fastupdate off: each send updates the index itself. With the pending list
+-- on, the send that finds it full merges it into the index inside its own
+-- transaction (a latency spike on the send path, under the conversation's
+-- lock), and every search scans the list until then.
+CREATE INDEX messages_search ON messages USING gin (search_vector) WITH (fastupdate = off);
 
 -- Down Migration
-DROP INDEX participants_user;
 DROP INDEX messages_search;
 ALTER TABLE messages DROP COLUMN search_vector;
-DROP FUNCTION search_query(uuid[], text[]);
-DROP FUNCTION search_document(uuid, text);
+DROP TRIGGER messages_recipient ON messages;
+DROP FUNCTION messages_recipient();
+ALTER TABLE messages DROP COLUMN recipient_id;
+DROP FUNCTION search_query(text, text[]);
+DROP FUNCTION search_document(text, text, text);
 DROP FUNCTION search_lexeme(text);
-DROP FUNCTION search_key(uuid);
+DROP FUNCTION search_key(text);
 DROP FUNCTION search_unaccent(text);
 -- The extension stays: another schema of the database may have come to use it.
