@@ -3,9 +3,10 @@ import { SignJWT } from 'jose';
 import { loadConfig } from '@chat/platform';
 import { wsConnections, wsLatency } from './bench-ws';
 import { listOpenLoop, listOpenTable, tableNotes, wsOpenLoop, wsOpenTable, type Target, type WsOpenResult } from './bench-open';
+import { searchBench } from './bench-search';
 
 /**
- * npm run bench -- [--mode rest|ws-open|list-open[,…]] [--url http://localhost:8080] [options below]
+ * npm run bench -- [--mode rest|ws-open|list-open|search[,…]] [--url http://localhost:8080] [options below]
  *
  * Drives the running system and prints latency percentiles. Needs `npm start`
  * running with the same JWT_SECRET (the bench signs its own users' tokens),
@@ -44,6 +45,17 @@ import { listOpenLoop, listOpenTable, tableNotes, wsOpenLoop, wsOpenTable, type 
  *   and --drain. One row per rate: p50/p95/p99/max, achieved rate, errors.
  *     npm run bench -- --mode list-open --list-rate 200
  *
+ * --mode search: GET /search/messages over a large history. Unlike the
+ *   others it needs no running system (and ignores --url): it seeds a database
+ *   of its own (--search-db, default chat_bench_search, beside DATABASE_URL's;
+ *   kept for the next run) with --search-messages (1000000) messages, of which
+ *   --search-user-messages (5000) in --search-user-conversations (10) are one
+ *   user's, starts the services and a gateway in-process on it, and prints
+ *   p50/p95/p99 per kind of query (--search-queries, 60 of each;
+ *   --search-concurrency, 1). --search-reseed seeds again; --search-explain
+ *   prints the query plans. Details at the top of scripts/bench-search.ts.
+ *     npm run bench -- --mode search --search-explain
+ *
  * Open-loop tables go to stdout, progress and warnings to stderr.
  */
 const { values } = parseArgs({
@@ -67,9 +79,19 @@ const { values } = parseArgs({
     'list-conversations': { type: 'string', default: '20' },
     'list-messages': { type: 'string', default: '1' },
     'setup-concurrency': { type: 'string', default: '16' },
+    'search-db': { type: 'string', default: 'chat_bench_search' },
+    'search-messages': { type: 'string', default: '1000000' },
+    'search-users': { type: 'string', default: '20000' },
+    'search-conversations': { type: 'string', default: '100000' },
+    'search-user-messages': { type: 'string', default: '5000' },
+    'search-user-conversations': { type: 'string', default: '10' },
+    'search-queries': { type: 'string', default: '60' },
+    'search-concurrency': { type: 'string', default: '1' },
+    'search-reseed': { type: 'boolean', default: false },
+    'search-explain': { type: 'boolean', default: false },
   },
 });
-const MODES = ['rest', 'ws-open', 'list-open'] as const;
+const MODES = ['rest', 'ws-open', 'list-open', 'search'] as const;
 type Mode = (typeof MODES)[number];
 const modes = values.mode.split(',').map((m) => m.trim());
 for (const m of modes)
@@ -265,7 +287,27 @@ async function listOpen() {
   for (const line of tableNotes(results.map((r) => ({ ...r, offeredPerSecond: r.issuedPerSecond })))) console.log(line);
 }
 
-const RUN: Record<Mode, () => Promise<void>> = { rest, 'ws-open': wsOpen, 'list-open': listOpen };
+async function search() {
+  if (!/^[A-Za-z0-9_]{1,63}$/.test(values['search-db'])) {
+    console.error('bench: --search-db must be 1-63 of [A-Za-z0-9_]');
+    process.exit(2);
+  }
+  const users = num('search-users', 2);
+  await searchBench({
+    database: values['search-db'],
+    messages: num('search-messages', 1),
+    users,
+    conversations: num('search-conversations', 1),
+    userMessages: num('search-user-messages'),
+    userConversations: Math.min(users, num('search-user-conversations', 1)),
+    queriesPerKind: num('search-queries', 1),
+    concurrency: num('search-concurrency', 1),
+    reseed: values['search-reseed'],
+    explain: values['search-explain'],
+  });
+}
+
+const RUN: Record<Mode, () => Promise<void>> = { rest, 'ws-open': wsOpen, 'list-open': listOpen, search };
 
 async function main() {
   for (const m of modes) await RUN[m as Mode]();
