@@ -37,7 +37,7 @@ import { SEARCH_SQL, searchParams } from '../services/messages/src/messages.repo
  *  2. starts the five services and a gateway in this process on that
  *     database (their own NATS prefix and Redis prefix, removed at the end),
  *  3. searches as bench-searcher through GET /api/chat/search/messages:
- *     --search-queries (60) queries of each kind, shuffled, after 50 unmeasured,
+ *     --search-queries (60) queries of each kind, shuffled, after 56 unmeasured,
  *     --search-concurrency (1) at a time, and prints p50/p95/p99/max per kind.
  *     --search-explain also prints EXPLAIN (ANALYZE, BUFFERS) of the
  *     service's query for one query of each kind.
@@ -319,7 +319,8 @@ export async function searchBench(o: SearchBenchOptions): Promise<void> {
     };
 
     const random = prng(7);
-    for (const q of queries(8, random)) await ask(q.q); // unmeasured: plans, caches and connections warm up
+    // 8 of each kind, unmeasured: plans, caches and connections warm up.
+    for (const q of queries(8, random)) await ask(q.q);
     const list = queries(o.queriesPerKind, random);
     const samples = new Map<string, { ms: number[]; hits: number[]; errors: number }>(KINDS.map((k) => [k, { ms: [], hits: [], errors: 0 }]));
     let next = 0;
@@ -347,24 +348,18 @@ export async function searchBench(o: SearchBenchOptions): Promise<void> {
     const rows = [...samples].map(([kind, s]) => {
       const sorted = [...s.ms].sort((a, b) => a - b);
       all.push(...sorted);
-      return {
-        kind,
-        queries: sorted.length,
-        'p50 ms': percentile(sorted, 50).toFixed(1),
-        'p95 ms': percentile(sorted, 95).toFixed(1),
-        'p99 ms': percentile(sorted, 99).toFixed(1),
-        'max ms': (sorted.at(-1) ?? NaN).toFixed(1),
-        'hits/page': (s.hits.reduce((a, b) => a + b, 0) / Math.max(1, s.hits.length)).toFixed(1),
-        errors: s.errors,
-      };
+      const ms = (p: number) => percentile(sorted, p).toFixed(1);
+      const hits = (s.hits.reduce((a, b) => a + b, 0) / Math.max(1, s.hits.length)).toFixed(1);
+      return `| ${kind} | ${sorted.length} | ${ms(50)} | ${ms(95)} | ${ms(99)} | ${(sorted.at(-1) ?? NaN).toFixed(1)} | ${hits} | ${s.errors} |`;
     });
     all.sort((a, b) => a - b);
     console.log(
       `\nGET /search/messages as ${SEARCHER.id} (${o.userMessages} messages in ${o.userConversations} conversations) over ${o.messages} messages; ` +
-        `limit 20, concurrency ${o.concurrency}, ${all.length} queries in ${seconds.toFixed(1)} s`,
+        `limit 20, concurrency ${o.concurrency}, ${all.length} queries in ${seconds.toFixed(1)} s; latencies in ms\n`,
     );
-    console.table(rows);
-    console.log(`all kinds: p50 ${percentile(all, 50).toFixed(1)} ms, p95 ${percentile(all, 95).toFixed(1)} ms, p99 ${percentile(all, 99).toFixed(1)} ms`);
+    console.log('| kind | queries | p50 | p95 | p99 | max | hits/page | errors |\n|---|---|---|---|---|---|---|---|');
+    console.log(rows.join('\n'));
+    console.log(`| all kinds | ${all.length} | ${percentile(all, 50).toFixed(1)} | ${percentile(all, 95).toFixed(1)} | ${percentile(all, 99).toFixed(1)} | ${(all.at(-1) ?? NaN).toFixed(1)} | | |`);
 
     if (o.explain) await explain(url, queries(1, prng(11)));
   } finally {

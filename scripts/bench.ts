@@ -314,6 +314,8 @@ async function main() {
 }
 
 main().catch((err: unknown) => {
-  console.error(`bench: ${(err as Error).message} (is the system running? npm start)`);
+  // --mode search runs a system of its own; the others drive the one npm start runs.
+  const hint = modes.every((m) => m === 'search') ? 'are PostgreSQL, NATS and Redis running?' : 'is the system running? npm start';
+  console.error(`bench: ${(err as Error).message} (${hint})`);
   process.exit(1);
 });

@@ -142,3 +142,34 @@ describe('npm run bench, open-loop modes', () => {
     }
   }, 60_000);
 });
+
+describe('npm run bench -- --mode search', () => {
+  it('seeds a database of its own, prints p50/p95/p99 per kind of query with no errors, and reuses the seed next time', async () => {
+    const database = `chat_bench_search_${ctx.stack.config.NATS_PREFIX}`;
+    const args = ['--mode', 'search', '--search-db', database, '--search-messages', '3000', '--search-users', '40', '--search-conversations', '60',
+      '--search-user-messages', '200', '--search-user-conversations', '3', '--search-queries', '4'];
+    const env = { DATABASE_URL: ctx.stack.config.DATABASE_URL };
+    try {
+      const first = await tsx('scripts/bench.ts', [...args, '--search-explain'], env);
+      expect(first.stderr).toMatch(/3000 messages, 200 of them bench-searcher's/);
+      const rows = tableAfter(first.stdout, 'GET /search/messages');
+      expect(rows.map((r) => r.kind)).toEqual(['common word', 'rare word', 'two words', 'prefix, 2-3 letters', 'accents and case', 'no match', 'common word, page 2', 'all kinds']);
+      for (const r of rows.slice(0, -1)) {
+        expect([r.queries, r.errors], first.stdout + first.stderr).toEqual(['4', '0']);
+        expect(Number(r.p50)).toBeGreaterThan(0);
+        expect(Number(r.p95)).toBeGreaterThanOrEqual(Number(r.p50));
+      }
+      expect(Number(rows.find((r) => r.kind === 'common word')?.['hits/page'])).toBeGreaterThan(0);
+      // The plans are the service's own statement, answered from the search index.
+      expect(first.stdout).toMatch(/Bitmap Index Scan on messages_search/);
+      const second = await tsx('scripts/bench.ts', args, env);
+      expect(second.stderr).toMatch(/reusing the seed/);
+      expect(tableAfter(second.stdout, 'GET /search/messages').every((r) => r.errors === '0' || r.kind === 'all kinds')).toBe(true);
+    } finally {
+      const pg = await import('pg');
+      const admin = new pg.default.Client({ connectionString: ctx.stack.config.DATABASE_URL });
+      await admin.connect();
+      await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`).finally(() => admin.end());
+    }
+  }, 180_000);
+});
