@@ -49,8 +49,24 @@ interface InFlight {
   timer: ReturnType<typeof setTimeout>;
 }
 
+/** What became of a change frame: its ack, its error, or nothing (the socket went, or no answer in time). */
+type CallOutcome = { kind: 'ack'; message: Message } | { kind: 'error'; error: ChatApiError } | { kind: 'lost' };
+
+/** The frames of SPEC 10 that change a stored message; each is answered with an ack carrying `{ message }`. */
+type ChangeFrame =
+  | { type: 'message.edit'; payload: { conversationId: string; messageId: string; content: string } }
+  | { type: 'message.delete'; payload: { conversationId: string; messageId: string } }
+  | { type: 'reaction.add' | 'reaction.remove'; payload: { conversationId: string; messageId: string; emoji: string } };
+
 const SOCKET_OPEN = 1;
-const DURABLE_TYPES: ReadonlySet<string> = new Set(['message.new', 'message.read', 'unread.updated']);
+const DURABLE_TYPES: ReadonlySet<string> = new Set<DurableEvent['type']>([
+  'message.new',
+  'message.read',
+  'unread.updated',
+  'message.updated',
+  'message.deleted',
+  'reaction.updated',
+]);
 const EPHEMERAL_TYPES: ReadonlySet<string> = new Set(['typing', 'user.online', 'user.offline']);
 
 /**
@@ -93,6 +109,10 @@ export class ChatClient {
   private readonly inFlight = new Map<string, InFlight>();
   private readonly retryTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly pings = new Map<string, () => void>();
+  /** Change frames (edit, delete, reactions) waiting for their answer, by frame id. */
+  private readonly calls = new Map<string, { settle: (outcome: CallOutcome) => void; timer: ReturnType<typeof setTimeout> }>();
+  /** Per message, the last change queued: the next one waits for it. */
+  private readonly changeChains = new Map<string, Promise<unknown>>();
   private readonly typingSentAt = new Map<string, number>();
   private frameIds = 0;
   /** Durable events that arrived past a hole, held until the hole is filled. */
@@ -261,6 +281,93 @@ export class ChatClient {
     });
   }
 
+  // ---- changes of stored messages (SPEC 10) ------------------------------
+
+  /**
+   * Edits a message of this user; resolves with the message as it is now.
+   * Over the socket when it is open, else (or when the socket goes before
+   * the answer) over REST: see `change`.
+   */
+  editMessage(conversationId: string, messageId: string, content: string): Promise<Message> {
+    return this.change({ type: 'message.edit', payload: { conversationId, messageId, content } }, () =>
+      this.rest.editMessage(conversationId, messageId, content),
+    );
+  }
+
+  /** Deletes a message of this user for both users; resolves with the tombstone. */
+  deleteMessage(conversationId: string, messageId: string): Promise<Message> {
+    return this.change({ type: 'message.delete', payload: { conversationId, messageId } }, () => this.rest.deleteMessage(conversationId, messageId));
+  }
+
+  /** Reacts to a message with one emoji; resolves with the message. */
+  addReaction(conversationId: string, messageId: string, emoji: string): Promise<Message> {
+    return this.change({ type: 'reaction.add', payload: { conversationId, messageId, emoji } }, () => this.rest.addReaction(conversationId, messageId, emoji));
+  }
+
+  /** Takes this user's reaction back; resolves with the message. */
+  removeReaction(conversationId: string, messageId: string, emoji: string): Promise<Message> {
+    return this.change({ type: 'reaction.remove', payload: { conversationId, messageId, emoji } }, () =>
+      this.rest.removeReaction(conversationId, messageId, emoji),
+    );
+  }
+
+  /**
+   * One change of a stored message, after the changes of the same message
+   * queued before it. The gateway handles a socket's frames concurrently, so
+   * a 👍 added and taken back at once could otherwise be stored the other
+   * way round. Changes are not queued for later like sends: the user is
+   * waiting for the answer (an edit may be refused as too late), so a change
+   * made while the socket is away goes over REST at once. Every change is
+   * idempotent on the server (the same content, a deleted message, a reaction
+   * already there or already gone all answer 200 and change nothing), so a
+   * frame whose answer was lost is asked again over REST without harm.
+   */
+  private change(frame: ChangeFrame, viaRest: () => Promise<Message>): Promise<Message> {
+    const messageId = frame.payload.messageId;
+    const previous = this.changeChains.get(messageId) ?? Promise.resolve();
+    const run = previous.then(
+      () => this.changeOnce(frame, viaRest),
+      () => this.changeOnce(frame, viaRest), // the previous change's failure is its caller's, not this one's
+    );
+    this.changeChains.set(messageId, run);
+    const forget = () => {
+      if (this.changeChains.get(messageId) === run) this.changeChains.delete(messageId);
+    };
+    run.then(forget, forget);
+    return run;
+  }
+
+  private async changeOnce(frame: ChangeFrame, viaRest: () => Promise<Message>): Promise<Message> {
+    if (this._state === 'closed') throw new Error('ChatClient: closed');
+    if (this._state === 'open') {
+      const outcome = await this.call(frame);
+      if (outcome.kind === 'ack') return outcome.message;
+      if (outcome.kind === 'error') throw outcome.error;
+      if (this.isTerminal()) throw new Error(`ChatClient: ${this._state}`);
+    }
+    return viaRest();
+  }
+
+  /** Sends one frame and waits for its ack or error; `lost` when the socket goes first or nothing comes within the ack timeout. */
+  private call(frame: ChangeFrame): Promise<CallOutcome> {
+    return new Promise((resolve) => {
+      const id = this.nextFrameId('x');
+      if (!this.sendFrame({ ...frame, id })) return resolve({ kind: 'lost' });
+      const timer = setTimeout(() => {
+        this.calls.delete(id);
+        resolve({ kind: 'lost' });
+      }, this.opts.ackTimeoutMs);
+      this.calls.set(id, {
+        timer,
+        settle: (outcome) => {
+          clearTimeout(timer);
+          this.calls.delete(id);
+          resolve(outcome);
+        },
+      });
+    });
+  }
+
   // ---- connection --------------------------------------------------------
 
   private async open(): Promise<void> {
@@ -366,6 +473,8 @@ export class ChatClient {
     for (const f of this.inFlight.values()) clearTimeout(f.timer);
     this.inFlight.clear();
     this.pings.clear();
+    // A change frame the socket took with it: asked again over REST at once (changes are idempotent).
+    for (const c of [...this.calls.values()]) c.settle({ kind: 'lost' });
     this.typingSentAt.clear();
   }
 
@@ -533,6 +642,8 @@ export class ChatClient {
   }
 
   private onAck(replyTo: string, payload: { message?: Message } | undefined): void {
+    const call = this.calls.get(replyTo);
+    if (call) return call.settle(payload?.message ? { kind: 'ack', message: payload.message } : { kind: 'lost' });
     const flight = this.inFlight.get(replyTo);
     if (!flight) return;
     clearTimeout(flight.timer);
@@ -544,7 +655,9 @@ export class ChatClient {
     }
   }
 
-  private onErrorFrame(replyTo: string, payload: { code: ErrorCode; message: string; retryAfterMs?: number }): void {
+  private onErrorFrame(replyTo: string, payload: { code: ErrorCode; message: string; details?: unknown; retryAfterMs?: number }): void {
+    const call = this.calls.get(replyTo);
+    if (call) return call.settle({ kind: 'error', error: new ChatApiError(payload.code, payload.message, 0, payload.details, payload.retryAfterMs) });
     const flight = this.inFlight.get(replyTo);
     if (!flight) return;
     clearTimeout(flight.timer);

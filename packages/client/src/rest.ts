@@ -11,6 +11,8 @@ import type {
   PageParams,
   Presence,
   ReadResult,
+  SearchParams,
+  SearchResult,
   TokenProvider,
   UnreadCount,
 } from './types';
@@ -24,7 +26,7 @@ export interface RestOptions {
 
 type Query = Record<string, string | number | null | undefined>;
 
-/** One method per route of SPEC section 4, answers typed, failures as ChatApiError by code. */
+/** One method per route of SPEC sections 4 and 10, answers typed, failures as ChatApiError by code. */
 export class ChatRest {
   private readonly base: string;
   private readonly fetchImpl: typeof fetch;
@@ -77,6 +79,31 @@ export class ChatRest {
   /** Durable events after `since`; `410 RESYNC_REQUIRED` when `since` is past the retention. */
   getEvents(since: number, limit?: number): Promise<EventsPage> {
     return this.call('GET', '/events', { since, limit });
+  }
+  /**
+   * Changes the content; answers the message with its new `editedAt`. Only
+   * the sender (`NOT_SENDER`), within the server's edit window
+   * (`EDIT_WINDOW_PASSED`), not a deleted one (`MESSAGE_DELETED`). The same
+   * content again is a success that changes nothing.
+   */
+  editMessage(conversationId: string, messageId: string, content: string): Promise<Message> {
+    return this.data('PATCH', messagePath(conversationId, messageId), undefined, { content });
+  }
+  /** Deletes it for both users; answers the tombstone (also when it was deleted already). Only the sender (`NOT_SENDER`). */
+  deleteMessage(conversationId: string, messageId: string): Promise<Message> {
+    return this.data('DELETE', messagePath(conversationId, messageId));
+  }
+  /** The caller reacts with one emoji; answers the message. `TOO_MANY_REACTIONS` past 10 different emoji of one user. */
+  addReaction(conversationId: string, messageId: string, emoji: string): Promise<Message> {
+    return this.data('PUT', `${messagePath(conversationId, messageId)}/reactions/${enc(emoji)}`);
+  }
+  /** Takes the caller's reaction back; answers the message (also when there was none). */
+  removeReaction(conversationId: string, messageId: string, emoji: string): Promise<Message> {
+    return this.data('DELETE', `${messagePath(conversationId, messageId)}/reactions/${enc(emoji)}`);
+  }
+  /** The caller's messages matching every word of `q` (as words or word starts, ignoring case and accents), newest first. */
+  searchMessages(params: SearchParams): Promise<Page<SearchResult>> {
+    return this.page('GET', '/search/messages', { q: params.q, conversationId: params.conversationId, ...pageQuery(params) });
   }
   getMessage(messageId: string): Promise<Message> {
     return this.data('GET', `/messages/${enc(messageId)}`);
@@ -158,6 +185,7 @@ async function toApiError(res: Response): Promise<ChatApiError> {
 }
 
 const enc = encodeURIComponent;
+const messagePath = (conversationId: string, messageId: string) => `/conversations/${enc(conversationId)}/messages/${enc(messageId)}`;
 const pageQuery = (p: PageParams): Query => ({ limit: p.limit, cursor: p.cursor });
 function queryString(q?: Query): string {
   if (!q) return '';

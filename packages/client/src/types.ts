@@ -4,22 +4,27 @@ import type {
   Conversation,
   ErrorCode,
   Message,
+  MessageDeletedPayload,
   MessageNewPayload,
   MessageReadPayload,
+  MessageUpdatedPayload,
   NotificationPreferences,
   PageMeta,
   Presence,
+  Reaction,
+  ReactionUpdatedPayload,
   ReadResult,
   TypingPayload,
   UnreadCount,
   UnreadUpdatedPayload,
+  User,
   UserOfflinePayload,
   UserOnlinePayload,
 } from '@chat/contracts';
 import type { z } from 'zod';
 
 // Type-only imports: the contracts' zod schemas never reach a browser bundle.
-export type { Block, BlockStatus, Conversation, ErrorCode, Message, NotificationPreferences, PageMeta, Presence, ReadResult, UnreadCount };
+export type { Block, BlockStatus, Conversation, ErrorCode, Message, NotificationPreferences, PageMeta, Presence, Reaction, ReadResult, UnreadCount, User };
 
 /** A page of a list route: `{ data, meta }` as the API answers it. */
 export interface Page<T> {
@@ -32,9 +37,28 @@ export interface PageParams {
   cursor?: string | null;
 }
 
+/** `GET /search/messages`: `q` is 1–200 characters after trimming; `limit` 1–50 (default 20). */
+export interface SearchParams extends PageParams {
+  q: string;
+  /** Only this conversation's messages. */
+  conversationId?: string;
+}
+
+/** One search hit: the message as it is now, and who the conversation is with. */
+export interface SearchResult {
+  message: Message;
+  conversation: { id: string; participant: User };
+}
+
+/** The error codes a change of a message (edit, delete, reaction) can meet besides the general ones (SPEC 10). */
+export type MessageChangeErrorCode = Extract<ErrorCode, 'NOT_SENDER' | 'EDIT_WINDOW_PASSED' | 'MESSAGE_DELETED' | 'TOO_MANY_REACTIONS' | 'BLOCKED' | 'MESSAGE_NOT_FOUND' | 'VALIDATION_FAILED' | 'RATE_LIMITED'>;
+
 export type MessageNew = z.infer<typeof MessageNewPayload>;
 export type MessageRead = z.infer<typeof MessageReadPayload>;
 export type UnreadUpdated = z.infer<typeof UnreadUpdatedPayload>;
+export type MessageUpdated = z.infer<typeof MessageUpdatedPayload>;
+export type MessageDeleted = z.infer<typeof MessageDeletedPayload>;
+export type ReactionUpdated = z.infer<typeof ReactionUpdatedPayload>;
 export type Typing = z.infer<typeof TypingPayload>;
 export type UserOnline = z.infer<typeof UserOnlinePayload>;
 export type UserOffline = z.infer<typeof UserOfflinePayload>;
@@ -54,6 +78,12 @@ export interface DurableEventMap {
   'message.new': MessageNew;
   'message.read': MessageRead;
   'unread.updated': UnreadUpdated;
+  /** An edit: the message as it is now (new content, `editedAt`). */
+  'message.updated': MessageUpdated;
+  /** Deleted for both users: the message is a tombstone from now on. */
+  'message.deleted': MessageDeleted;
+  /** A message's reactions as they are now. */
+  'reaction.updated': ReactionUpdated;
 }
 export interface EphemeralEventMap {
   typing: Typing;

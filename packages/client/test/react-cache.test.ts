@@ -1,7 +1,7 @@
 import { QueryClient } from '@tanstack/react-query';
 import { describe, expect, it } from 'vitest';
-import { ChatClient, type Conversation, type Message, type WebSocketFactory } from '../src';
-import { applyNewMessage, flattenUnique, markMessagesRead, upsertMessage, type Pages } from '../src/react/cache';
+import { ChatClient, type Conversation, type Message, type SearchResult, type WebSocketFactory } from '../src';
+import { applyNewMessage, asTombstone, flattenUnique, markMessagesRead, upsertMessage, withEdit, withReactions, type Pages } from '../src/react/cache';
 import { chatKeys } from '../src/react/keys';
 import { ChatStore } from '../src/react/store';
 
@@ -21,6 +21,9 @@ function msg(n: number, over: Partial<Message> = {}): Message {
     clientMessageId: null,
     createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
     readAt: null,
+    editedAt: null,
+    deletedAt: null,
+    reactions: [],
     ...over,
   };
 }
@@ -68,6 +71,48 @@ describe('upsertMessage', () => {
     expect(upsertMessage(data, msg(2))).toBe(data);
     const all = pages({ items: [msg(9), msg(8)], hasMore: false });
     expect(ids(upsertMessage(all, msg(2)))).toEqual(['m9', 'm8', 'm2']);
+  });
+});
+
+describe('changes of a stored message (SPEC 10)', () => {
+  const T1 = '2026-01-01T00:05:00.000Z';
+  const T2 = '2026-01-01T00:06:00.000Z';
+
+  it('an edit replaces content and editedAt, once; an older edit never undoes a later one', () => {
+    const m = msg(1);
+    const first = withEdit(m, msg(1, { content: 'fixed', editedAt: T1 }));
+    expect(first).toMatchObject({ content: 'fixed', editedAt: T1, id: m.id, createdAt: m.createdAt });
+    expect(withEdit(first, msg(1, { content: 'fixed', editedAt: T1 }))).toBe(first);
+    const second = withEdit(first, msg(1, { content: 'fixed again', editedAt: T2 }));
+    expect(withEdit(second, msg(1, { content: 'fixed', editedAt: T1 }))).toBe(second);
+    expect(withEdit(second, msg(1))).toBe(second); // a copy from before any edit
+  });
+
+  it('a tombstone has no content and no reactions, and stays one whatever comes after', () => {
+    const m = msg(1, { content: 'secret', editedAt: T1, reactions: [{ emoji: '👍', userIds: ['alice'] }], readAt: T1 });
+    const gone = asTombstone(m, T2);
+    expect(gone).toEqual({ ...m, content: '', deletedAt: T2, reactions: [] });
+    expect(asTombstone(gone, T2)).toBe(gone);
+    expect(withEdit(gone, msg(1, { content: 'secret again', editedAt: '2026-01-02T00:00:00.000Z' }))).toBe(gone);
+    expect(withReactions(gone, [{ emoji: '👍', userIds: ['bob'] }])).toBe(gone);
+    // A late copy of the message as sent (a send's ack, a replayed message.new) does not bring the content back.
+    const data = pages({ items: [gone], hasMore: false });
+    expect(upsertMessage(data, m)).toBe(data);
+  });
+
+  it('reactions are replaced as they are now; the same reactions change nothing', () => {
+    const m = msg(1);
+    const one = withReactions(m, [{ emoji: '👍', userIds: ['alice'] }]);
+    expect(one.reactions).toEqual([{ emoji: '👍', userIds: ['alice'] }]);
+    expect(withReactions(one, [{ emoji: '👍', userIds: ['alice'] }])).toBe(one);
+    expect(withReactions(one, []).reactions).toEqual([]);
+  });
+
+  it('an older copy of an edited message (a fetch answered before the edit) keeps the edit, and takes the rest', () => {
+    const edited = msg(3, { content: 'edited', editedAt: T1 });
+    const data = pages({ items: [edited], hasMore: false });
+    const next = upsertMessage(data, msg(3, { readAt: T2 }));
+    expect(flattenUnique(next)[0]).toMatchObject({ content: 'edited', editedAt: T1, readAt: T2 });
   });
 });
 
@@ -153,6 +198,97 @@ describe('ChatStore', () => {
     expect(queryClient.getQueryData<Pages<Conversation>>(chatKeys.conversations())!.pages[0]!.data[0]!.unreadCount).toBe(0);
     emit('unread.updated', { total: 4, conversationId: 'c1', conversationUnread: 1 });
     expect(queryClient.getQueryData(chatKeys.unread())).toEqual({ total: 4, conversations: 2 });
+    detach();
+  });
+
+  const listOf = (...cs: Conversation[]): Pages<Conversation> => ({ pages: [{ data: cs, meta: { hasMore: false, nextCursor: null } }], pageParams: [undefined] });
+  const hit = (m: Message): SearchResult => ({ message: m, conversation: { id: m.conversationId, participant: { id: 'bob', username: 'bob', displayName: null, avatarUrl: null } } });
+  const searchPages = (...hits: SearchResult[]): Pages<SearchResult> => ({ pages: [{ data: hits, meta: { hasMore: false, nextCursor: null } }], pageParams: [undefined] });
+
+  it('message.updated edits the message in its pages, the list and the open conversation, and in search results', () => {
+    const { queryClient, emit, detach } = setup();
+    const last = msg(2);
+    queryClient.setQueryData(chatKeys.messages('c1'), pages({ items: [last, msg(1)], hasMore: false }));
+    queryClient.setQueryData(chatKeys.conversations(), listOf(conversation('c1', last.createdAt, { lastMessage: last })));
+    queryClient.setQueryData(chatKeys.conversation('c1'), conversation('c1', last.createdAt, { lastMessage: last }));
+    queryClient.setQueryData(chatKeys.search('m2'), searchPages(hit(last)));
+    const edited = msg(2, { content: 'm2, fixed', editedAt: '2026-01-01T00:05:00.000Z' });
+    emit('message.updated', { message: edited });
+
+    const messages = flattenUnique(queryClient.getQueryData<Pages<Message>>(chatKeys.messages('c1')));
+    expect(messages.map((m) => [m.content, m.editedAt])).toEqual([
+      ['m2, fixed', edited.editedAt],
+      ['m1', null],
+    ]);
+    const list = queryClient.getQueryData<Pages<Conversation>>(chatKeys.conversations())!;
+    expect(list.pages[0]!.data[0]!.lastMessage).toMatchObject({ content: 'm2, fixed', editedAt: edited.editedAt });
+    expect(list.pages[0]!.data[0]!.updatedAt).toBe(last.createdAt); // an edit is not new activity
+    expect(queryClient.getQueryData<Conversation>(chatKeys.conversation('c1'))!.lastMessage!.content).toBe('m2, fixed');
+    expect(queryClient.getQueryData<Pages<SearchResult>>(chatKeys.search('m2'))!.pages[0]!.data[0]!.message.content).toBe('m2, fixed');
+
+    // The same event again (a replay overlapping) and the answer to the edit change nothing more.
+    const before = queryClient.getQueryData(chatKeys.messages('c1'));
+    emit('message.updated', { message: edited });
+    expect(queryClient.getQueryData(chatKeys.messages('c1'))).toBe(before);
+    detach();
+  });
+
+  it('message.deleted leaves a tombstone in every cached place, and takes the message out of search results', () => {
+    const { queryClient, emit, detach } = setup();
+    const secret = msg(2, { content: 'the secret', reactions: [{ emoji: '👍', userIds: ['alice'] }] });
+    queryClient.setQueryData(chatKeys.messages('c1'), pages({ items: [secret, msg(1)], hasMore: false }));
+    queryClient.setQueryData(chatKeys.conversations(), listOf(conversation('c1', secret.createdAt, { lastMessage: secret, unreadCount: 1 })));
+    queryClient.setQueryData(chatKeys.conversation('c1'), conversation('c1', secret.createdAt, { lastMessage: secret }));
+    queryClient.setQueryData(chatKeys.search('secret'), searchPages(hit(secret)));
+    queryClient.setQueryData(chatKeys.search('m', 'c1'), searchPages(hit(secret), hit(msg(1))));
+    const deletedAt = '2026-01-01T00:07:00.000Z';
+    emit('message.deleted', { conversationId: 'c1', messageId: secret.id, deletedAt });
+
+    const tombstone = { ...secret, content: '', deletedAt, reactions: [] };
+    expect(flattenUnique(queryClient.getQueryData<Pages<Message>>(chatKeys.messages('c1')))[0]).toEqual(tombstone);
+    expect(queryClient.getQueryData<Pages<Conversation>>(chatKeys.conversations())!.pages[0]!.data[0]!.lastMessage).toEqual(tombstone);
+    expect(queryClient.getQueryData<Conversation>(chatKeys.conversation('c1'))!.lastMessage).toEqual(tombstone);
+    expect(queryClient.getQueryData<Pages<SearchResult>>(chatKeys.search('secret'))!.pages[0]!.data).toEqual([]);
+    expect(queryClient.getQueryData<Pages<SearchResult>>(chatKeys.search('m', 'c1'))!.pages[0]!.data.map((h) => h.message.id)).toEqual([msg(1).id]);
+    // Nothing of the content is left anywhere in the cache.
+    expect(JSON.stringify(queryClient.getQueryCache().findAll().map((q) => q.state.data))).not.toContain('the secret');
+
+    // An edit event for it that comes late (an older edit replayed) does not bring content back.
+    emit('message.updated', { message: msg(2, { content: 'the secret, edited', editedAt: '2026-01-01T00:06:00.000Z' }) });
+    expect(JSON.stringify(queryClient.getQueryCache().findAll().map((q) => q.state.data))).not.toContain('the secret');
+    detach();
+  });
+
+  it('reaction.updated replaces the reactions of the message and of the last message', () => {
+    const { queryClient, emit, detach } = setup();
+    const m = msg(2);
+    queryClient.setQueryData(chatKeys.messages('c1'), pages({ items: [m], hasMore: false }));
+    queryClient.setQueryData(chatKeys.conversations(), listOf(conversation('c1', m.createdAt, { lastMessage: m })));
+    const reactions = [
+      { emoji: '❤️', userIds: ['bob'] },
+      { emoji: '👍', userIds: ['bob', 'alice'] },
+    ];
+    emit('reaction.updated', { conversationId: 'c1', messageId: m.id, reactions });
+    expect(flattenUnique(queryClient.getQueryData<Pages<Message>>(chatKeys.messages('c1')))[0]!.reactions).toEqual(reactions);
+    expect(queryClient.getQueryData<Pages<Conversation>>(chatKeys.conversations())!.pages[0]!.data[0]!.lastMessage!.reactions).toEqual(reactions);
+    emit('reaction.updated', { conversationId: 'c1', messageId: m.id, reactions: [] });
+    expect(flattenUnique(queryClient.getQueryData<Pages<Message>>(chatKeys.messages('c1')))[0]!.reactions).toEqual([]);
+    detach();
+  });
+
+  it('a deletion that lands while the messages are fetching is applied again to what the fetch brings', async () => {
+    const { queryClient, emit, detach } = setup();
+    let answer!: (d: Pages<Message>['pages'][number]) => void;
+    const fetching = queryClient.fetchInfiniteQuery({
+      queryKey: chatKeys.messages('c1'),
+      queryFn: () => new Promise<Pages<Message>['pages'][number]>((resolve) => (answer = resolve)),
+      initialPageParam: undefined as string | undefined,
+    });
+    await Promise.resolve();
+    emit('message.deleted', { conversationId: 'c1', messageId: id(6), deletedAt: 'T' });
+    answer({ data: [msg(6, { content: 'read before the delete' })], meta: { hasMore: false, nextCursor: null } });
+    await fetching;
+    expect(flattenUnique(queryClient.getQueryData<Pages<Message>>(chatKeys.messages('c1')))).toEqual([{ ...msg(6), content: '', deletedAt: 'T' }]);
     detach();
   });
 

@@ -1,5 +1,5 @@
 import type { InfiniteData } from '@tanstack/react-query';
-import type { Conversation, Message, MessageRead, Page } from '../types';
+import type { Conversation, Message, MessageDeleted, MessageRead, Page, Reaction, SearchResult } from '../types';
 
 /**
  * Pure edits of the cached pages, one per live event. Each returns the same
@@ -24,11 +24,101 @@ function replacePage<T>(data: Pages<T>, index: number, items: T[]): Pages<T> {
   return { ...data, pages };
 }
 
-/** The stored message over what the cache had, keeping a read mark the cache already saw. */
+/**
+ * The stored message over what the cache had, never going back: a read mark
+ * the cache already saw stays, a tombstone stays a tombstone, and a later
+ * edit is not undone by an older copy of the message (a send's ack, a fetch
+ * answered before the edit).
+ */
 function mergeMessage(current: Message, incoming: Message): Message {
-  const merged: Message = { ...current, ...incoming, readAt: incoming.readAt ?? current.readAt };
+  if (current.deletedAt) return current;
+  const olderEdit = current.editedAt !== null && (incoming.editedAt === null || incoming.editedAt < current.editedAt);
+  const merged: Message = {
+    ...current,
+    ...incoming,
+    readAt: incoming.readAt ?? current.readAt,
+    ...(olderEdit ? { content: current.content, editedAt: current.editedAt } : {}),
+  };
+  // Each answer brings its own (equal) arrays: compared by value, so an unchanged message stays the same object.
+  if (sameReactions(merged.reactions, current.reactions)) merged.reactions = current.reactions;
   const same = (Object.keys(merged) as Array<keyof Message>).every((k) => merged[k] === current[k]);
   return same ? current : merged;
+}
+
+/** A message's edit (content and `editedAt`), unless it is deleted or already shows a later edit. */
+export function withEdit(current: Message, edited: Message): Message {
+  if (current.deletedAt || edited.editedAt === null) return current;
+  if (current.editedAt !== null && current.editedAt >= edited.editedAt) return current;
+  return { ...current, content: edited.content, editedAt: edited.editedAt };
+}
+
+/** A message as a tombstone: its content and reactions gone (SPEC 10), the other fields kept. */
+export function asTombstone(current: Message, deletedAt: string): Message {
+  if (current.deletedAt && current.content === '' && current.reactions.length === 0) return current;
+  return { ...current, content: '', deletedAt: current.deletedAt ?? deletedAt, reactions: [] };
+}
+
+/** A message's reactions as they are now; a tombstone has none. */
+export function withReactions(current: Message, reactions: Reaction[]): Message {
+  if (current.deletedAt || sameReactions(current.reactions, reactions)) return current;
+  return { ...current, reactions };
+}
+
+function sameReactions(a: readonly Reaction[], b: readonly Reaction[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((r, i) => r.emoji === b[i]!.emoji && r.userIds.length === b[i]!.userIds.length && r.userIds.every((u, j) => u === b[i]!.userIds[j]))
+  );
+}
+
+/** One loaded message through `edit` (same object back: unchanged); a message not loaded is left for the page that brings it. */
+export function updateMessage(data: Pages<Message>, messageId: string, edit: (m: Message) => Message): Pages<Message> {
+  for (let p = 0; p < data.pages.length; p++) {
+    const items = data.pages[p]!.data;
+    const i = items.findIndex((m) => m.id === messageId);
+    if (i < 0) continue;
+    const next = edit(items[i]!);
+    if (next === items[i]) return data;
+    const copy = items.slice();
+    copy[i] = next;
+    return replacePage(data, p, copy);
+  }
+  return data;
+}
+
+/** A deletion in loaded pages: the tombstone in place of the message. */
+export const deleteMessage = (data: Pages<Message>, deleted: MessageDeleted): Pages<Message> =>
+  updateMessage(data, deleted.messageId, (m) => asTombstone(m, deleted.deletedAt));
+
+/** The conversation's `lastMessage` through `edit` when it is that message. */
+export function withLastMessage(conversation: Conversation, messageId: string, edit: (m: Message) => Message): Conversation {
+  const last = conversation.lastMessage;
+  if (!last || last.id !== messageId) return conversation;
+  const next = edit(last);
+  return next === last ? conversation : { ...conversation, lastMessage: next };
+}
+
+/** Search hits through `edit`; a hit whose message `edit` returns `null` for is dropped (deleted messages are never found). */
+export function updateSearchHits(data: Pages<SearchResult>, messageId: string, edit: (m: Message) => Message | null): Pages<SearchResult> {
+  let changed = false;
+  const pages = data.pages.map((page) => {
+    if (!page.data.some((h) => h.message.id === messageId)) return page;
+    const items: SearchResult[] = [];
+    for (const hit of page.data) {
+      if (hit.message.id !== messageId) {
+        items.push(hit);
+        continue;
+      }
+      const next = edit(hit.message);
+      if (next === hit.message) items.push(hit);
+      else {
+        changed = true;
+        if (next) items.push({ ...hit, message: next });
+      }
+    }
+    return items.length === page.data.length && items.every((h, i) => h === page.data[i]) ? page : { ...page, data: items };
+  });
+  return changed ? { ...data, pages } : data;
 }
 
 /**
@@ -163,13 +253,18 @@ export function applyNewMessage(data: Pages<Conversation>, message: Message): { 
 
 /** Flattens pages, first occurrence kept (a conversation moved up by activity can be on two pages). */
 export function flattenUnique<T extends { id: string }>(data: Pages<T> | undefined): T[] {
+  return flattenUniqueBy(data, (item) => item.id);
+}
+
+export function flattenUniqueBy<T>(data: Pages<T> | undefined, idOf: (item: T) => string): T[] {
   if (!data) return [];
   const seen = new Set<string>();
   const out: T[] = [];
   for (const page of data.pages)
     for (const item of page.data) {
-      if (seen.has(item.id)) continue;
-      seen.add(item.id);
+      const id = idOf(item);
+      if (seen.has(id)) continue;
+      seen.add(id);
       out.push(item);
     }
   return out;

@@ -1,9 +1,9 @@
-import { useInfiniteQuery, useMutation, useQuery } from '@tanstack/react-query';
+import { keepPreviousData, useInfiniteQuery, useMutation, useQuery } from '@tanstack/react-query';
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
 import type { ChatClient } from '../client';
 import { isApiError } from '../errors';
-import type { BlockStatus, Conversation, Message, Page, PendingSend, Presence, SendState, UnreadCount } from '../types';
-import { flattenUnique, type Pages } from './cache';
+import type { BlockStatus, Conversation, Message, Page, PendingSend, Presence, Reaction, SearchResult, SendState, UnreadCount } from '../types';
+import { flattenUnique, flattenUniqueBy, type Pages } from './cache';
 import { chatKeys } from './keys';
 import { useChatStore } from './provider';
 import type { ChatConnection } from './store';
@@ -73,6 +73,11 @@ export interface MessageItem {
   content: string;
   createdAt: string;
   readAt: string | null;
+  /** When it was last edited; `null`: never. */
+  editedAt: string | null;
+  /** Set on a tombstone: deleted for both users, `content` is "" and `reactions` empty. */
+  deletedAt: string | null;
+  reactions: Reaction[];
   state: SendState;
   /** Sent by the signed-in user. */
   mine: boolean;
@@ -119,6 +124,9 @@ function mergeItems(data: Pages<Message> | undefined, pending: PendingSnapshot):
       content: p.content,
       createdAt: p.createdAt,
       readAt: null,
+      editedAt: null,
+      deletedAt: null,
+      reactions: [],
       state: p.state,
       mine: true,
       ...(p.error ? { error: p.error } : {}),
@@ -176,6 +184,75 @@ export function useSendMessage(conversationId: string) {
     }),
     [client, conversationId],
   );
+}
+
+/**
+ * Changing stored messages (SPEC 10): `edit` and `remove` (delete for both
+ * users) for this user's own messages, `toggleReaction` for any. Each
+ * resolves with the message as the server has it now, or rejects with a
+ * `ChatApiError` whose `code` says why (`EDIT_WINDOW_PASSED`,
+ * `MESSAGE_DELETED`, `NOT_SENDER`, `TOO_MANY_REACTIONS`, `BLOCKED`, …).
+ *
+ * An edit or delete shows in the cache as soon as it is answered, without
+ * waiting for its event (the event, when it comes, changes nothing more).
+ * Reactions show from their `reaction.updated` event only: a reaction
+ * answer may be older than another user's reaction event already applied,
+ * and would hide it.
+ */
+export function useMessageActions(conversationId: string) {
+  const store = useChatStore();
+  const { client } = store;
+  return useMemo(
+    () => ({
+      /** New content (trimmed; blank is refused by the server as VALIDATION_FAILED). */
+      edit: async (messageId: string, content: string): Promise<Message> => {
+        const message = await client.editMessage(conversationId, messageId, content.trim());
+        store.applyEdit(message);
+        return message;
+      },
+      /** Deletes it for both users; resolves with the tombstone. */
+      remove: async (messageId: string): Promise<Message> => {
+        const message = await client.deleteMessage(conversationId, messageId);
+        store.applyDelete({ conversationId, messageId, deletedAt: message.deletedAt ?? new Date().toISOString() });
+        return message;
+      },
+      /** Adds this user's `emoji`, or takes it back when `message` already shows it as theirs. */
+      toggleReaction: (message: { id: string; reactions: Reaction[] }, emoji: string): Promise<Message> => {
+        const mine = message.reactions.some((r) => r.emoji === emoji && client.userId !== undefined && r.userIds.includes(client.userId));
+        return mine ? client.removeReaction(conversationId, message.id, emoji) : client.addReaction(conversationId, message.id, emoji);
+      },
+      addReaction: (messageId: string, emoji: string): Promise<Message> => client.addReaction(conversationId, messageId, emoji),
+      removeReaction: (messageId: string, emoji: string): Promise<Message> => client.removeReaction(conversationId, messageId, emoji),
+    }),
+    [store, client, conversationId],
+  );
+}
+
+/**
+ * Searches this user's messages (SPEC 10): every word of `q` as a word or
+ * the start of one, ignoring case and accents; newest first, page by page
+ * (`fetchNextPage`). Nothing is asked for a blank `q`. While a new `q` is
+ * asked, the previous results stay (`isPlaceholderData`), so a box that
+ * searches as the user types does not flicker. Edits and deletions reach the
+ * results from events: a deleted message leaves them.
+ */
+export function useSearchMessages(q: string, opts: { conversationId?: string; limit?: number } = {}) {
+  const { client } = useChatStore();
+  const query = q.trim();
+  const { conversationId, limit } = opts;
+  const result = useInfiniteQuery({
+    queryKey: chatKeys.search(query, conversationId),
+    queryFn: ({ pageParam }) =>
+      client.rest.searchMessages({ q: query, ...(conversationId ? { conversationId } : {}), ...(limit ? { limit } : {}), cursor: pageParam }),
+    initialPageParam: undefined as Cursor,
+    getNextPageParam: nextCursor,
+    enabled: query !== '',
+    placeholderData: keepPreviousData,
+    // New messages do not reach search results by event: a search shown again is asked again.
+    staleTime: 0,
+  });
+  const results = useMemo<SearchResult[]>(() => (query === '' ? [] : flattenUniqueBy(result.data, (hit) => hit.message.id)), [result.data, query]);
+  return { ...result, results };
 }
 
 /**

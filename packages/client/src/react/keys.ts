@@ -15,4 +15,8 @@ export const chatKeys = {
   presence: (userId: string) => ['chat', 'presence', userId] as const,
   blocks: () => ['chat', 'block'] as const,
   blockStatus: (username: string) => ['chat', 'block', username.toLowerCase()] as const,
+  /** Every search's results (the prefix of `search`). */
+  searches: () => ['chat', 'search'] as const,
+  /** One search: the trimmed query, in one conversation or all. */
+  search: (q: string, conversationId?: string) => ['chat', 'search', q.trim(), conversationId ?? null] as const,
 } satisfies Record<string, QueryKey | ((...args: string[]) => QueryKey)>;

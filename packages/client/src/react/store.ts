@@ -1,7 +1,22 @@
 import type { Query, QueryCacheNotifyEvent, QueryClient, QueryKey } from '@tanstack/react-query';
 import type { ChatClient } from '../client';
-import type { BlockStatus, ConnectionState, Conversation, Message, MessageRead, Presence, UnreadCount } from '../types';
-import { applyNewMessage, findConversation, markMessagesRead, updateConversations, upsertConversation, upsertMessage, withNewMessage, type Pages } from './cache';
+import type { BlockStatus, ConnectionState, Conversation, Message, MessageDeleted, MessageRead, Presence, ReactionUpdated, SearchResult, UnreadCount } from '../types';
+import {
+  applyNewMessage,
+  asTombstone,
+  findConversation,
+  markMessagesRead,
+  updateConversations,
+  updateMessage,
+  updateSearchHits,
+  upsertConversation,
+  upsertMessage,
+  withEdit,
+  withLastMessage,
+  withNewMessage,
+  withReactions,
+  type Pages,
+} from './cache';
 import { chatKeys } from './keys';
 
 export interface ChatConnection {
@@ -49,6 +64,9 @@ export class ChatStore {
       client.on('message.new', ({ message }) => this.onMessage(message)),
       client.on('sent', ({ message }) => this.onMessage(message)),
       client.on('message.read', (read) => this.onRead(read)),
+      client.on('message.updated', ({ message }) => this.applyEdit(message)),
+      client.on('message.deleted', (deleted) => this.applyDelete(deleted)),
+      client.on('reaction.updated', (r) => this.onReactions(r)),
       client.on('unread.updated', (u) => this.applyUnread(u.conversationId, u.conversationUnread, { total: u.total })),
       client.on('user.online', ({ userId }) => this.onPresence(userId, { isOnline: true })),
       client.on('user.offline', ({ userId, lastSeenAt }) => this.onPresence(userId, { isOnline: false, lastSeenAt })),
@@ -105,6 +123,37 @@ export class ChatStore {
       if (!last || last.readAt !== null || last.senderId === read.readerId || last.id > read.lastReadMessageId) return c;
       return { ...c, lastMessage: { ...last, readAt: read.readAt } };
     });
+  }
+
+  /**
+   * An edit, from its event or from the answer to this user's own edit
+   * (whichever comes first; the second changes nothing): the new content and
+   * `editedAt` wherever the message is cached. Never undoes a later edit nor
+   * a deletion, so it is safe to apply late or twice.
+   */
+  applyEdit(message: Message): void {
+    this.changeMessage(message.conversationId, message.id, (m) => withEdit(m, message));
+  }
+
+  /**
+   * A deletion: the tombstone wherever the message is cached (the loaded
+   * messages, the conversation's `lastMessage`), and gone from search
+   * results, so its content is nowhere in the cache any more.
+   */
+  applyDelete(deleted: MessageDeleted): void {
+    this.changeMessage(deleted.conversationId, deleted.messageId, (m) => asTombstone(m, deleted.deletedAt), () => null);
+  }
+
+  private onReactions(r: ReactionUpdated): void {
+    this.changeMessage(r.conversationId, r.messageId, (m) => withReactions(m, r.reactions));
+  }
+
+  /** One message's change in every cached place it can be: its conversation's pages and lastMessage, and search results. */
+  private changeMessage(conversationId: string, messageId: string, edit: (m: Message) => Message, editHit: (m: Message) => Message | null = edit): void {
+    this.patch<Pages<Message>>(chatKeys.messages(conversationId), (d) => updateMessage(d, messageId, edit));
+    this.patchConversation(conversationId, (c) => withLastMessage(c, messageId, edit));
+    for (const query of this.queryClient.getQueryCache().findAll({ queryKey: chatKeys.searches() }))
+      this.patch<Pages<SearchResult>>(query.queryKey, (d) => updateSearchHits(d, messageId, editHit));
   }
 
   /**
