@@ -4,8 +4,27 @@ import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { Avatar, OnlineDot } from './bits';
 import { errorText, nameOf, shortTime } from './format';
 import { conversationPath, navigate, onLinkClick } from './router';
+import { SearchBox, SearchResults } from './Search';
 
 export function ConversationList({ openId }: { openId: string | undefined }) {
+  const [query, setQuery] = useState('');
+  const searching = query.trim() !== '';
+  return (
+    <div className="conversations">
+      <NewChat />
+      <SearchBox value={query} onChange={setQuery} />
+      {searching ? (
+        <div className="conversation-scroll">
+          <SearchResults query={query} openId={openId} />
+        </div>
+      ) : (
+        <Conversations openId={openId} />
+      )}
+    </div>
+  );
+}
+
+function Conversations({ openId }: { openId: string | undefined }) {
   const { conversations, fetchNextPage, hasNextPage, isFetchingNextPage, isPending, isError, refetch } = useConversations();
   const scroller = useRef<HTMLDivElement>(null);
   const sentinel = useRef<HTMLDivElement>(null);
@@ -25,30 +44,27 @@ export function ConversationList({ openId }: { openId: string | undefined }) {
   }, [hasNextPage, isFetchingNextPage, fetchNextPage, conversations.length]);
 
   return (
-    <div className="conversations">
-      <NewChat />
-      <div className="conversation-scroll" ref={scroller}>
-        {isPending && <p className="muted pad">Loading conversations…</p>}
-        {isError && (
-          <p className="error pad">
-            Could not load the conversations.{' '}
-            <button type="button" className="button link" onClick={() => void refetch()}>
-              Retry
-            </button>
-          </p>
-        )}
-        {!isPending && !isError && conversations.length === 0 && <p className="muted pad">No conversations yet. Start one above.</p>}
-        <ul className="conversation-list">
-          {conversations.map((c) => (
-            <ConversationItem key={c.id} conversation={c} active={c.id === openId} />
-          ))}
-        </ul>
-        {hasNextPage && (
-          <div ref={sentinel} className="muted pad small">
-            {isFetchingNextPage ? 'Loading…' : ''}
-          </div>
-        )}
-      </div>
+    <div className="conversation-scroll" ref={scroller}>
+      {isPending && <p className="muted pad">Loading conversations…</p>}
+      {isError && (
+        <p className="error pad">
+          Could not load the conversations.{' '}
+          <button type="button" className="button link" onClick={() => void refetch()}>
+            Retry
+          </button>
+        </p>
+      )}
+      {!isPending && !isError && conversations.length === 0 && <p className="muted pad">No conversations yet. Start one above.</p>}
+      <ul className="conversation-list">
+        {conversations.map((c) => (
+          <ConversationItem key={c.id} conversation={c} active={c.id === openId} />
+        ))}
+      </ul>
+      {hasNextPage && (
+        <div ref={sentinel} className="muted pad small">
+          {isFetchingNextPage ? 'Loading…' : ''}
+        </div>
+      )}
     </div>
   );
 }
@@ -84,7 +100,13 @@ function ConversationItem({ conversation: c, active }: { conversation: Conversat
           </span>
           <span className="conversation-bottom">
             <span className="last-message" data-testid="last-message">
-              {last ? `${last.senderId === client.userId ? 'You: ' : ''}${last.content}` : ''}
+              {last?.deletedAt ? (
+                <span className="deleted-text">{last.senderId === client.userId ? 'You deleted a message' : 'Message deleted'}</span>
+              ) : last ? (
+                `${last.senderId === client.userId ? 'You: ' : ''}${last.content}`
+              ) : (
+                ''
+              )}
             </span>
             {c.unreadCount > 0 && (
               <span className="unread-badge" data-testid="unread-badge" aria-label={`${c.unreadCount} unread`}>

@@ -2,22 +2,21 @@ import { isApiError, type Conversation } from '@chat/client';
 import {
   isAtBottom,
   useBlock,
+  useChatClient,
   useConversation,
   useKeepScrollPosition,
   useMarkRead,
+  useMessageActions,
   useMessages,
   usePresence,
   useSendMessage,
   useTyping,
-  type MessageItem,
 } from '@chat/client/react';
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
-import { Avatar, ClockIcon, OnlineDot } from './bits';
-import { clockTime, errorText, fullTime, lastSeen, nameOf } from './format';
+import { Avatar, OnlineDot } from './bits';
+import { lastSeen, nameOf } from './format';
+import { MAX_CONTENT, MessageRow, type RowActions } from './MessageRow';
 import { navigate } from './router';
-
-/** SPEC 4: content is 1–5000 code points after trimming. */
-const MAX_CONTENT = 5000;
 /** Older messages are asked for this close to the top (px). */
 const LOAD_OLDER_PX = 150;
 
@@ -73,6 +72,12 @@ function OpenConversation({ conversation }: { conversation: Conversation }) {
   const online = presence.isOnline && !blocked;
   const { messages, fetchOlder, hasOlder, isFetchingOlder, isLoading, error } = useMessages(conversationId);
   const { send, retry, discard } = useSendMessage(conversationId);
+  const changes = useMessageActions(conversationId);
+  const me = useChatClient().userId;
+  const rowActions = useMemo<RowActions>(
+    () => ({ edit: changes.edit, remove: changes.remove, toggleReaction: changes.toggleReaction, retry, discard }),
+    [changes, retry, discard],
+  );
   const typing = useTyping(conversationId);
   const { markRead } = useMarkRead(conversationId);
   const focused = useWindowFocused();
@@ -149,7 +154,7 @@ function OpenConversation({ conversation }: { conversation: Conversation }) {
         {!isLoading && !error && messages.length === 0 && <p className="muted center">No messages yet. Say hello.</p>}
         <ol className="messages">
           {messages.map((m) => (
-            <MessageRow key={m.key} message={m} receipt={m.key === receiptKey} onRetry={retry} onDiscard={discard} />
+            <MessageRow key={m.key} message={m} receipt={m.key === receiptKey} meId={me} otherName={name} blocked={blocked} actions={rowActions} />
           ))}
         </ol>
       </div>
@@ -185,61 +190,6 @@ function OpenConversation({ conversation }: { conversation: Conversation }) {
         onStopTyping={typing.stopTyping}
       />
     </section>
-  );
-}
-
-function MessageRow({
-  message: m,
-  receipt,
-  onRetry,
-  onDiscard,
-}: {
-  message: MessageItem;
-  receipt: boolean;
-  onRetry: (clientMessageId: string) => void;
-  onDiscard: (clientMessageId: string) => void;
-}) {
-  return (
-    <li
-      className={`message ${m.mine ? 'mine' : 'theirs'} ${m.state}`}
-      data-testid="message"
-      data-message-id={m.id ?? undefined}
-      data-client-message-id={m.clientMessageId ?? undefined}
-      data-state={m.state}
-      data-mine={String(m.mine)}
-      data-error-code={m.error?.code}
-    >
-      <div className="bubble">
-        <p className="content" data-testid="message-content">
-          {m.content}
-        </p>
-        <span className="meta">
-          <time dateTime={m.createdAt} title={fullTime(m.createdAt)}>
-            {clockTime(m.createdAt)}
-          </time>
-          {m.state === 'pending' && <ClockIcon />}
-          {receipt && (
-            <span className="read-receipt" data-testid="read-receipt" title={m.readAt ? `Read ${fullTime(m.readAt)}` : undefined}>
-              Read
-            </span>
-          )}
-        </span>
-      </div>
-      {m.state === 'failed' && m.clientMessageId && (
-        <div className="failed-line" role="alert">
-          <span className="error small">
-            {errorText(m.error?.code, 'Not sent.')}
-            {m.error?.code && <span className="code"> {m.error.code}</span>}
-          </span>
-          <button type="button" className="button small" data-testid="retry-send" onClick={() => onRetry(m.clientMessageId!)}>
-            Retry
-          </button>
-          <button type="button" className="button small subtle" data-testid="discard-send" onClick={() => onDiscard(m.clientMessageId!)}>
-            Discard
-          </button>
-        </div>
-      )}
-    </li>
   );
 }
 
