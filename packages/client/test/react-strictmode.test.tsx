@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
-import { StrictMode } from 'react';
+import { StrictMode, useState } from 'react';
 import { flushSync } from 'react-dom';
 import { createRoot } from 'react-dom/client';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -10,8 +10,10 @@ import {
   ChatProvider,
   useChatConnection,
   useConversations,
+  useMessageActions,
   useMessages,
   usePresence,
+  useSearchMessages,
   useSendMessage,
   useUnreadCount,
   type MessageItem,
@@ -72,12 +74,16 @@ interface Probe {
   sender: ReturnType<typeof useSendMessage>;
   unread: ReturnType<typeof useUnreadCount>;
   peer: ReturnType<typeof usePresence>;
+  actions: ReturnType<typeof useMessageActions>;
+  search: ReturnType<typeof useSearchMessages>;
+  setQuery: (q: string) => void;
 }
 
 function mount(user: TestUser, conv: string, peerId: string) {
   const { WebSocket, sockets } = countingWebSocket();
   const client = new ChatClient({ baseUrl: ctx.baseUrl, getToken: () => user.token, WebSocket, storage: null });
   const listCalls = vi.spyOn(client.rest, 'listConversations');
+  const messageCalls = vi.spyOn(client.rest, 'listMessages');
   const retains = vi.spyOn(client, 'retain');
   const queryClient = new QueryClient({ defaultOptions: { queries: { retry: false } } });
   const renders: MessageItem[][] = [];
@@ -89,6 +95,10 @@ function mount(user: TestUser, conv: string, peerId: string) {
     probe.sender = useSendMessage(conv);
     probe.unread = useUnreadCount();
     probe.peer = usePresence(peerId);
+    probe.actions = useMessageActions(conv);
+    const [q, setQuery] = useState('');
+    probe.setQuery = setQuery;
+    probe.search = useSearchMessages(q, { limit: 2 });
     renders.push(probe.messages.messages);
     return null;
   }
@@ -116,7 +126,7 @@ function mount(user: TestUser, conv: string, peerId: string) {
     client.close();
     queryClient.clear();
   });
-  return { client, sockets, listCalls, retains, probe, renders, unmount };
+  return { client, sockets, listCalls, messageCalls, retains, probe, renders, unmount };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -213,5 +223,79 @@ describe('@chat/client/react in StrictMode against the running system', () => {
     expect((await ctx.api.post(`/conversations/${conv}/read`, bob.token, {})).status).toBe(200);
     await until(() => expect(ui.probe.messages.messages[0]!.readAt).not.toBeNull());
     expect(ui.listCalls.mock.calls.length).toBe(1);
+  });
+
+  it("edits, deletes and reactions reach useMessages and the list's lastMessage by event, with no refetch; useMessageActions' own edit shows when answered", async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    const ui = mount(alice, conv, bob.id);
+    await until(() => {
+      expect(ui.probe.connection.state).toBe('open');
+      expect(ui.probe.list.conversations.map((c) => c.id)).toContain(conv);
+      expect(ui.probe.messages.isLoading).toBe(false);
+      expect(ui.probe.unread.data).toBeDefined();
+    });
+    const b1 = (await ctx.api.post(`/conversations/${conv}/messages`, bob.token, { content: 'b1 original' })).body.data;
+    const b2 = (await ctx.api.post(`/conversations/${conv}/messages`, bob.token, { content: 'b2 secret' })).body.data;
+    await until(() => expect(ui.probe.messages.messages.map((m) => m.content)).toEqual(['b1 original', 'b2 secret']));
+
+    expect((await ctx.api.call('PATCH', `/conversations/${conv}/messages/${b1.id}`, { token: bob.token, body: { content: 'b1 edited' } })).status).toBe(200);
+    await until(() => expect(ui.probe.messages.messages[0]).toMatchObject({ id: b1.id, content: 'b1 edited', deletedAt: null }));
+    expect(ui.probe.messages.messages[0]!.editedAt).not.toBeNull();
+
+    expect((await ctx.api.del(`/conversations/${conv}/messages/${b2.id}`, bob.token)).status).toBe(200);
+    await until(() => {
+      expect(ui.probe.messages.messages[1]).toMatchObject({ id: b2.id, content: '', reactions: [] });
+      expect(ui.probe.messages.messages[1]!.deletedAt).not.toBeNull();
+      const item = ui.probe.list.conversations.find((c) => c.id === conv)!;
+      expect(item.lastMessage).toMatchObject({ id: b2.id, content: '' });
+      expect(item.unreadCount).toBe(1); // the deleted one was unread
+      expect(ui.probe.unread.data).toEqual({ total: 1, conversations: 1 });
+    });
+
+    let clientMessageId = '';
+    flushSync(() => {
+      clientMessageId = ui.probe.sender.send('a1 typo')!.clientMessageId;
+    });
+    await until(() => expect(ui.probe.messages.messages.find((m) => m.clientMessageId === clientMessageId)?.state).toBe('sent'));
+    const a1 = ui.probe.messages.messages.find((m) => m.clientMessageId === clientMessageId)!;
+    const answer = await ui.probe.actions.edit(a1.id!, 'a1 fixed');
+    expect(answer).toMatchObject({ id: a1.id, content: 'a1 fixed' });
+    await until(() => expect(ui.probe.messages.messages.find((m) => m.id === a1.id)).toMatchObject({ content: 'a1 fixed', editedAt: answer.editedAt, key: a1.key }));
+    await until(() => expect(ui.probe.list.conversations.find((c) => c.id === conv)!.lastMessage).toMatchObject({ id: a1.id, content: 'a1 fixed' }));
+
+    expect((await ctx.api.put(`/conversations/${conv}/messages/${a1.id}/reactions/${encodeURIComponent('👍')}`, bob.token)).status).toBe(200);
+    await until(() => expect(ui.probe.messages.messages.find((m) => m.id === a1.id)!.reactions).toEqual([{ emoji: '👍', userIds: [bob.id] }]));
+    await ui.probe.actions.toggleReaction(ui.probe.messages.messages.find((m) => m.id === a1.id)!, '👍');
+    await until(() => expect(ui.probe.messages.messages.find((m) => m.id === a1.id)!.reactions).toEqual([{ emoji: '👍', userIds: [bob.id, alice.id] }]));
+    await ui.probe.actions.toggleReaction(ui.probe.messages.messages.find((m) => m.id === a1.id)!, '👍');
+    await until(() => expect(ui.probe.messages.messages.find((m) => m.id === a1.id)!.reactions).toEqual([{ emoji: '👍', userIds: [bob.id] }]));
+
+    await expect(ui.probe.actions.edit(b1.id, 'not mine')).rejects.toMatchObject({ code: 'NOT_SENDER' });
+    expect(ui.listCalls.mock.calls.length).toBe(1);
+    expect(ui.messageCalls.mock.calls.length).toBe(1);
+  });
+
+  it('useSearchMessages asks nothing for a blank query, pages through the results, and a deletion takes its hit out', async () => {
+    const { alice, bob, conv } = await conversationPair(ctx.api);
+    const sent: Array<{ id: string }> = [];
+    for (const content of ['lunch on monday?', 'Lunch, then a walk', 'no match here', 'lunchtime!'])
+      sent.push((await ctx.api.post(`/conversations/${conv}/messages`, bob.token, { content })).body.data);
+    const ui = mount(alice, conv, bob.id);
+    const searches = vi.spyOn(ui.client.rest, 'searchMessages');
+    await until(() => expect(ui.probe.connection.state).toBe('open'));
+    expect(ui.probe.search.results).toEqual([]);
+    expect(searches).not.toHaveBeenCalled();
+
+    flushSync(() => ui.probe.setQuery('  LUNCH '));
+    await until(() => expect(ui.probe.search.results.map((h) => h.message.content)).toEqual(['lunchtime!', 'Lunch, then a walk']));
+    expect(ui.probe.search.hasNextPage).toBe(true);
+    expect(ui.probe.search.results[0]!.conversation).toMatchObject({ id: conv, participant: { id: bob.id, username: bob.username } });
+    await ui.probe.search.fetchNextPage();
+    await until(() => expect(ui.probe.search.results.map((h) => h.message.content)).toEqual(['lunchtime!', 'Lunch, then a walk', 'lunch on monday?']));
+    expect(ui.probe.search.hasNextPage).toBe(false);
+
+    expect((await ctx.api.del(`/conversations/${conv}/messages/${sent[1]!.id}`, bob.token)).status).toBe(200);
+    await until(() => expect(ui.probe.search.results.map((h) => h.message.content)).toEqual(['lunchtime!', 'lunch on monday?']));
+    expect(searches).toHaveBeenCalledTimes(2); // the deletion came by event, not by asking again
   });
 });

@@ -13,7 +13,7 @@ export const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🙏'
 export interface RowActions {
   edit(messageId: string, content: string): Promise<Message>;
   remove(messageId: string): Promise<Message>;
-  toggleReaction(message: { id: string; reactions: Reaction[] }, emoji: string): Promise<Message>;
+  toggleReaction(message: { id: string | null; reactions: Reaction[] }, emoji: string): Promise<Message>;
   retry(clientMessageId: string): void;
   discard(clientMessageId: string): void;
 }
@@ -68,7 +68,7 @@ export function MessageRow({
       setBusy(false);
     }
   };
-  const react = (emoji: string) => void run(() => actions.toggleReaction({ id: m.id!, reactions: m.reactions }, emoji));
+  const react = (emoji: string) => void run(() => actions.toggleReaction(m, emoji));
 
   return (
     <li

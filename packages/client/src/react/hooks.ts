@@ -216,8 +216,9 @@ export function useMessageActions(conversationId: string) {
         store.applyDelete({ conversationId, messageId, deletedAt: message.deletedAt ?? new Date().toISOString() });
         return message;
       },
-      /** Adds this user's `emoji`, or takes it back when `message` already shows it as theirs. */
-      toggleReaction: (message: { id: string; reactions: Reaction[] }, emoji: string): Promise<Message> => {
+      /** Adds this user's `emoji`, or takes it back when `message` (a stored message, or a MessageItem) already shows it as theirs. */
+      toggleReaction: async (message: { id: string | null; reactions: Reaction[] }, emoji: string): Promise<Message> => {
+        if (message.id === null) throw new Error('a message not stored yet has no reactions');
         const mine = message.reactions.some((r) => r.emoji === emoji && client.userId !== undefined && r.userIds.includes(client.userId));
         return mine ? client.removeReaction(conversationId, message.id, emoji) : client.addReaction(conversationId, message.id, emoji);
       },
