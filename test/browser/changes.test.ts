@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
@@ -32,12 +31,6 @@ async function pair(a: string, b: string): Promise<[ChatUser, ChatUser]> {
 }
 
 const POLL = { timeout: 10_000 };
-
-/** `SCREENSHOTS=docs/screenshots npx vitest run test/browser` refreshes the pictures in the docs. */
-const SHOTS = process.env.SCREENSHOTS;
-async function shot(user: ChatUser, name: string): Promise<void> {
-  if (SHOTS) await user.page.screenshot({ path: join(SHOTS, `${name}.png`) });
-}
 
 async function sent(user: ChatUser, text: string): Promise<void> {
   await sendText(user, text);
@@ -124,7 +117,6 @@ describe('changing messages in the web chat, two users', () => {
     await expect.poll(() => lastMessageIn(bob, 'alice').textContent(), POLL).toMatch(/message deleted/i);
     expect(await pageText(bob)).not.toContain('meant for someone else');
     expect(await pageText(alice)).not.toContain('meant for someone else');
-    await shot(bob, 'changes-bob');
     expect([...alice.errors, ...bob.errors]).toEqual([]);
   });
 
@@ -151,7 +143,6 @@ describe('changing messages in the web chat, two users', () => {
     await expect.poll(() => carolChip.getAttribute('aria-pressed'), POLL).toBe('true');
     await expect.poll(() => daveChip.textContent(), POLL).toBe('👍2');
     await expect.poll(() => carolChip.textContent(), POLL).toBe('👍2');
-    await shot(carol, 'reactions-carol');
 
     // Dave takes his back.
     await daveChip.click();
@@ -203,7 +194,6 @@ describe('changing messages in the web chat, two users', () => {
     expect(await hit.getByTestId('search-snippet').textContent()).toContain('Meet me at the Café Zürich at noon');
     expect(await hit.locator('mark').allTextContents()).toEqual(['Café', 'Zür']);
     expect(await hit.locator('time').textContent()).not.toBe('');
-    await shot(erin, 'search-erin');
     await hit.click();
     await expect.poll(() => erin.page.getByTestId('conversation-header').textContent(), POLL).toMatch(/frank/i);
     await expect.poll(() => messageTexts(erin), POLL).toContain('Meet me at the Café Zürich at noon');
