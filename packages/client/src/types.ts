@@ -50,9 +50,6 @@ export interface SearchResult {
   conversation: { id: string; participant: User };
 }
 
-/** The error codes a change of a message (edit, delete, reaction) can meet besides the general ones (SPEC 10). */
-export type MessageChangeErrorCode = Extract<ErrorCode, 'NOT_SENDER' | 'EDIT_WINDOW_PASSED' | 'MESSAGE_DELETED' | 'TOO_MANY_REACTIONS' | 'BLOCKED' | 'MESSAGE_NOT_FOUND' | 'VALIDATION_FAILED' | 'RATE_LIMITED'>;
-
 export type MessageNew = z.infer<typeof MessageNewPayload>;
 export type MessageRead = z.infer<typeof MessageReadPayload>;
 export type UnreadUpdated = z.infer<typeof UnreadUpdatedPayload>;
