@@ -14,6 +14,7 @@ import type {
   Reaction,
   ReactionUpdatedPayload,
   ReadResult,
+  SearchResult,
   TypingPayload,
   UnreadCount,
   UnreadUpdatedPayload,
@@ -24,7 +25,7 @@ import type {
 import type { z } from 'zod';
 
 // Type-only imports: the contracts' zod schemas never reach a browser bundle.
-export type { Block, BlockStatus, Conversation, ErrorCode, Message, NotificationPreferences, PageMeta, Presence, Reaction, ReadResult, UnreadCount, User };
+export type { Block, BlockStatus, Conversation, ErrorCode, Message, NotificationPreferences, PageMeta, Presence, Reaction, ReadResult, SearchResult, UnreadCount, User };
 
 /** A page of a list route: `{ data, meta }` as the API answers it. */
 export interface Page<T> {
@@ -42,12 +43,6 @@ export interface SearchParams extends PageParams {
   q: string;
   /** Only this conversation's messages. */
   conversationId?: string;
-}
-
-/** One search hit: the message as it is now, and who the conversation is with. */
-export interface SearchResult {
-  message: Message;
-  conversation: { id: string; participant: User };
 }
 
 export type MessageNew = z.infer<typeof MessageNewPayload>;
