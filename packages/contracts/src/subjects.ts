@@ -82,7 +82,7 @@ export function subjects(prefix: string) {
       /**
        * Message events go out as `<type>.<id>`, the id of the message whose
        * content they carry (their lastMessage; `none` when there is none or
-       * it is a tombstone). Deleting a message purges every stored copy of
+       * it is a tombstone). Deleting a message erases every stored copy of
        * its content from the stream by subject (contentOf), without knowing
        * where each landed, and leaves the delete's own event alone.
        */

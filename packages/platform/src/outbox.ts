@@ -142,7 +142,9 @@ export class OutboxRelay extends WorkLoop {
   /** One publish, in its own span continuing the trace stored with the row; the request goes out before this returns. */
   private publish(row: OutboxRow) {
     const subject = `${this.prefix}.events.${row.subject}`;
-    return inSpan(`publish ${row.subject}`, { kind: SpanKind.PRODUCER, parent: contextFromCarrier(row.trace_context), attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, () =>
+    // The span is named by the event's type (`message.created`), not its subject, which may end in a message id: names stay few.
+    const type = row.subject.split('.').slice(0, 2).join('.');
+    return inSpan(`publish ${type}`, { kind: SpanKind.PRODUCER, parent: contextFromCarrier(row.trace_context), attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } }, () =>
       this.js.publish(subject, row.payload, { msgID: row.event_id, headers: injectTrace(natsHeaders()) }),
     );
   }

@@ -1,13 +1,34 @@
 import { EphemeralEventType, eventStreamName } from '@chat/contracts';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Histogram } from 'prom-client';
-import { ensureEventStream, injectTrace, openCache, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
+import { ensureEventStream, injectTrace, type NatsConnection, openCache, OutboxRelay, replyBudget, startService, type Config, type Database, type Logger } from '@chat/platform';
 import { EventLog } from './event-log';
 import { startBlockReplicaConsumer, startConversationConsumer, syncBlockReplica } from './replicas';
 import { MessagesRepository } from './messages.repository';
 import { messageEndpoints } from './handlers';
 import { MessagesService } from './messages.service';
 import { UnreadCache } from './unread-cache';
+
+/**
+ * Erases every stored message of the stream whose subject matches `filter`,
+ * one at a time by sequence. Not a filtered purge: nats-server before 2.9.12
+ * moves every consumer's cursor on one (nats-io/nats-server#3838), so the
+ * projection and notifications consumers, whose filters are wider, would
+ * skip the events published just before it; deleting a message leaves every
+ * cursor where it is. A handful of copies per message: one per kind of event
+ * that carried it as its lastMessage.
+ */
+async function eraseFromStream(nc: NatsConnection, stream: string, filter: string): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const info = await jsm.streams.info(stream, { subjects_filter: filter });
+  for (const [subject, count] of Object.entries(info.state.subjects ?? {})) {
+    for (let n = 0; n < count; n++) {
+      const stored = await jsm.streams.getMessage(stream, { last_by_subj: subject });
+      if (!stored) break;
+      await jsm.streams.deleteMessage(stream, stored.seq, true);
+    }
+  }
+}
 
 /** Composition root of the messages service: messages, read markers, unread counters, the user event log and the outbox. */
 export function startMessagesService(config: Config, log: Logger) {
@@ -60,12 +81,12 @@ export function startMessagesService(config: Config, log: Logger) {
         (size) => batchSize.observe(size),
         {
           editWindowS: config.MESSAGE_EDIT_WINDOW_S,
-          purgeStream: async (filter) => {
+          eraseFromStream: async (filter) => {
             try {
-              await (await jetstreamManager(nc)).streams.purge(eventStreamName(config.NATS_PREFIX), { filter });
+              await eraseFromStream(nc, eventStreamName(config.NATS_PREFIX), filter);
             } catch (err) {
               // The delete stands; the copies age out with the stream's max_age (7 days). Worth an operator's look.
-              log.error({ err: (err as Error).message, filter }, 'could not purge a deleted message from the event stream');
+              log.error({ err: (err as Error).message, filter }, 'could not erase a deleted message from the event stream');
             }
           },
         },

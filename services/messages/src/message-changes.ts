@@ -60,8 +60,8 @@ export class MessageChanges {
     /** Shows the change in the conversations list before the caller is answered; the outbox event repairs a push that failed. */
     private readonly pushSnapshot: (snapshot: ConversationSnapshot) => Promise<void>,
     private readonly subjects: Subjects['events'],
-    /** Removes every event of a subject filter from the event stream (never throws: logs). */
-    private readonly purgeStream: (filter: string) => Promise<void>,
+    /** Erases every event of a subject filter from the event stream (never throws: logs). */
+    private readonly eraseFromStream: (filter: string) => Promise<void>,
   ) {}
 
   edit(input: { actor: string; conversationId: string; messageId: string; content: string }, ctx: CallContext): Promise<MessageChangeReply> {
@@ -174,8 +174,8 @@ export class MessageChanges {
       return { message, changed: true, events, snapshot };
     });
     if (result.changed) {
-      const purge = result.message.deletedAt !== null ? this.purgeStream(this.subjects.contentOf(result.message.id)) : undefined;
-      await Promise.all([this.onCommitted(result.events), this.pushSnapshot(result.snapshot!), purge]);
+      const erase = result.message.deletedAt !== null ? this.eraseFromStream(this.subjects.contentOf(result.message.id)) : undefined;
+      await Promise.all([this.onCommitted(result.events), this.pushSnapshot(result.snapshot!), erase]);
       ctx.log.info({ conversationId: conv.id, messageId: input.messageId, userId: input.actor }, 'message changed');
     }
     return { message: result.message, changed: result.changed };
@@ -187,7 +187,7 @@ export class MessageChanges {
  * message events of both users' logs (a replay renders the tombstone anyway,
  * but the stored payload must not hold the text either), the outbox rows
  * about the message and every outbox snapshot whose lastMessage it is (both
- * found by index). Copies already published to JetStream are purged by
+ * found by index). Copies already published to JetStream are erased by
  * subject once this commits (subjects().events.contentOf); the relay locks
  * the rows it publishes, so none is published behind this scrub's back.
  */

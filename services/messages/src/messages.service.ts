@@ -60,7 +60,7 @@ export class MessagesService {
     log: Logger,
     private readonly unreadCache?: UnreadCache,
     onBatch?: (size: number) => void,
-    changes: { editWindowS: number; purgeStream: (filter: string) => Promise<void> } = { editWindowS: 0, purgeStream: async () => undefined },
+    changes: { editWindowS: number; eraseFromStream: (filter: string) => Promise<void> } = { editWindowS: 0, eraseFromStream: async () => undefined },
   ) {
     this.repo = new MessagesRepository(db);
     const pushSnapshot = (snapshot: ConversationSnapshot) =>
@@ -76,7 +76,7 @@ export class MessagesService {
       changes.editWindowS,
       pushSnapshot,
       subjects.events,
-      changes.purgeStream,
+      changes.eraseFromStream,
     );
     this.batcher = new SendBatcher((items) => this.repo.sendMany(items), log, onBatch);
   }
