@@ -20,12 +20,7 @@ const ConversationSnapshot = {
  * service when a change must show in the list before it answers (a delete's
  * content must be gone from every answer from its 200 on, SPEC 10).
  */
-export const ConversationSnapshotSchema = z.object({
-  conversationId: ConversationSnapshot.conversationId,
-  version: ConversationSnapshot.version,
-  lastMessage: ConversationSnapshot.lastMessage,
-  unread: ConversationSnapshot.unread,
-});
+export const ConversationSnapshotSchema = z.object(ConversationSnapshot).omit({ eventId: true });
 export type ConversationSnapshot = z.infer<typeof ConversationSnapshotSchema>;
 
 export const MessageCreatedEvent = z.object({ ...ConversationSnapshot, message: MessageSchema });

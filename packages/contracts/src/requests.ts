@@ -1,6 +1,6 @@
 import { z } from './zod';
-import { ClientMessageIdSchema, ContentSchema } from './content';
-import { BlockStatusSchema, ConversationSchema, MessageSchema, PageMetaSchema, NotificationPreferencesSchema, UserIdSchema, UserSchema, UsernameSchema } from './dto';
+import { ClientMessageIdSchema, ContentSchema, EmojiSchema } from './content';
+import { BlockStatusSchema, ConversationSchema, MessageSchema, PageMetaSchema, NotificationPreferencesSchema, UserIdSchema, UserSchema, UsernameSchema, type User } from './dto';
 
 /**
  * Bodies of the request/reply subjects. `actor` is the authenticated caller,
@@ -26,6 +26,20 @@ export const GetUsersRequest = z.object({ ids: z.array(UserIdSchema).max(200) })
  * `ids.slice(answered)` until every id is answered.
  */
 export const GetUsersReply = z.object({ users: z.array(UserSchema), answered: z.number().int().min(0) });
+
+/** Every profile among `ids`, by id: `ask` is one get-users request, asked again for the ids a reply could not hold. */
+export async function usersById(ask: (ids: string[]) => Promise<z.output<typeof GetUsersReply>>, ids: readonly string[]): Promise<Map<string, User>> {
+  const users = new Map<string, User>();
+  for (let rest = [...new Set(ids)]; rest.length > 0; ) {
+    const r = await ask(rest);
+    for (const u of r.users) users.set(u.id, u);
+    rest = rest.slice(Math.max(1, r.answered));
+  }
+  return users;
+}
+
+/** Every participant is in the directory (a conversation is opened by username); should one be missing, it shows under its id. */
+export const unknownUser = (id: string): User => ({ id, username: id, displayName: null, avatarUrl: null });
 
 export const ListConversationsRequest = z.object({ ...Actor, ...PageRequest });
 export const GetConversationRequest = z.object({ ...Actor, conversationId: Id });
@@ -53,7 +67,7 @@ export const SendMessageRequest = z.object({
 const MessageRef = { ...Actor, conversationId: Id, messageId: Id };
 export const EditMessageRequest = z.object({ ...MessageRef, content: ContentSchema });
 export const DeleteMessageRequest = z.object(MessageRef);
-export const ReactRequest = z.object({ ...MessageRef, emoji: z.string().min(1).max(64), on: z.boolean() });
+export const ReactRequest = z.object({ ...MessageRef, emoji: EmojiSchema, on: z.boolean() });
 /** What an edit, delete or reaction answers: the message as it is now, and whether anything changed (no event when not). */
 export const MessageChangeReply = z.object({ message: MessageSchema, changed: z.boolean() });
 export type MessageChangeReply = z.infer<typeof MessageChangeReply>;

@@ -89,8 +89,8 @@ export function subjects(prefix: string) {
       messageEvent: (type: string, lastMessage: { id: string; deletedAt?: string | null } | null | undefined) =>
         `${type}.${lastMessage && !lastMessage.deletedAt ? lastMessage.id : 'none'}`,
       contentOf: (messageId: string) => `${prefix}.events.message.*.${messageId}`,
-      /** Whether `subject` is an event of `base` (e.g. events.messageCreated), with or without its message token. */
-      is: (subject: string, base: string) => subject === base || (subject.startsWith(`${base}.`) && !subject.slice(base.length + 1).includes('.')),
+      /** A message event's subject without its message token (`<prefix>.events.message.<kind>`): the prefix is one token. */
+      messageEventBase: (subject: string) => subject.split('.', 4).join('.'),
       /** Events a consumer gave up on (poison, or failing past MaxDeliver), by consumer: stream `<PREFIX>_DEAD`. */
       deadLetter: (consumer: string) => `${prefix}.dead.${consumer}`,
       deadLetterAll: `${prefix}.dead.>`,

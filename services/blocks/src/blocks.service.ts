@@ -1,4 +1,4 @@
-import { ChatError, EventType, GetUsersReply, isChatError, idMap, UserSchema, type BlockCreatedEvent, type BlockRemovedEvent, type Block, type BlockStatus, type Page, type Subjects, type User } from '@chat/contracts';
+import { ChatError, EventType, GetUsersReply, isChatError, unknownUser, usersById, idMap, UserSchema, type BlockCreatedEvent, type BlockRemovedEvent, type Block, type BlockStatus, type Page, type Subjects, type User } from '@chat/contracts';
 import { appendOutbox, countFitting, decodeCursor, iso, newId, toPage, withTransaction, type BusClient, type Database, type Logger } from '@chat/platform';
 import { z } from 'zod';
 import { BlocksRepository } from './blocks.repository';
@@ -102,16 +102,11 @@ export class BlocksService {
     const before = cursor === undefined ? undefined : decodeCursor(cursor);
     const rows = await this.repo.page(actor, before, limit + 1);
     const kept = rows.slice(0, limit);
-    const users: User[] = [];
-    // A reply holds the profiles that fit a NATS message; the rest are asked for again.
-    for (let ids = kept.map((r) => r.blocked_id); ids.length > 0; ) {
-      const r = await this.bus.request(this.subjects.conversations.getUsers, { ids }, GetUsersReply, { requestId: ctx.requestId, idempotent: true, hedge: true });
-      users.push(...r.users);
-      ids = ids.slice(Math.max(1, r.answered));
-    }
-    const byId = new Map(users.map((u) => [u.id, u]));
-    const unknown = (id: string): User => ({ id, username: id, displayName: null, avatarUrl: null });
-    const items = kept.map((r) => ({ id: r.id, user: byId.get(r.blocked_id) ?? unknown(r.blocked_id), createdAt: iso(r.created_at) }));
+    const byId = await usersById(
+      (ids) => this.bus.request(this.subjects.conversations.getUsers, { ids }, GetUsersReply, { requestId: ctx.requestId, idempotent: true, hedge: true }),
+      kept.map((r) => r.blocked_id),
+    );
+    const items = kept.map((r) => ({ id: r.id, user: byId.get(r.blocked_id) ?? unknownUser(r.blocked_id), createdAt: iso(r.created_at) }));
     // Long profiles can make a full page outgrow a NATS message: it is cut short, with hasMore and a cursor at its last item.
     const fit = Math.min(limit, countFitting(items, this.maxReplyBytes()));
     const page = toPage(rows.slice(0, fit + 1), fit, (r) => r, (r) => ({ at: r.created_key, id: r.id }));

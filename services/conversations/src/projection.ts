@@ -38,7 +38,7 @@ export async function startProjection(
   ]);
 
   function toSnapshot({ subject, data }: ConsumedEvent): SnapshotUpdate | PoisonEventError | undefined {
-    const contract = [...contracts].find(([base]) => s.is(subject, base))?.[1];
+    const contract = contracts.get(s.messageEventBase(subject));
     if (!contract) return undefined;
     const parsed = contract.safeParse(data);
     if (!parsed.success) return new PoisonEventError(`${subject} does not match its contract`);

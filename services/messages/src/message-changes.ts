@@ -1,7 +1,6 @@
 import {
   ChatError,
   DurableEventType,
-  EmojiSchema,
   EventType,
   MAX_REACTIONS_PER_USER,
   type ConversationSnapshot,
@@ -114,9 +113,6 @@ export class MessageChanges {
   }
 
   react(input: { actor: string; conversationId: string; messageId: string; emoji: string; on: boolean }, ctx: CallContext): Promise<MessageChangeReply> {
-    if (!EmojiSchema.safeParse(input.emoji).success) {
-      throw new ChatError('VALIDATION_FAILED', 'emoji must be exactly one emoji', [{ path: 'emoji', message: 'must be exactly one emoji' }]);
-    }
     return this.change(input, ctx, async (tx, m, blocked) => {
       if (!input.on) {
         const { rowCount } = await tx.query('DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3', [m.id, input.actor, input.emoji]);
@@ -162,10 +158,11 @@ export class MessageChanges {
       const m = rows[0];
       if (!m) throw messageNotFound();
       const applied = await apply(tx, m, () => repo.blockedBetween(conv.user_a, conv.user_b));
-      const message = (await repo.findInConversation(conv.id, m.id))!.json;
-      if (!applied) return { message, changed: false, events: [] as UserEvent[], snapshot: undefined };
+      if (!applied) return { message: (await repo.findInConversation(conv.id, m.id))!.json, changed: false, events: [] as UserEvent[], snapshot: undefined };
       const version = await repo.bumpVersion(conv.id);
       const last = await repo.latest(conv.id);
+      // Most changes are to the last message: then the list's snapshot and the answer are one read.
+      const message = last?.id === m.id ? last.json : (await repo.findInConversation(conv.id, m.id))!.json;
       const events = await appendUserEvents(tx, applied.userEvents(conv, other, message), applied.afterLock);
       const eventId = newId();
       const snapshot: ConversationSnapshot = { conversationId: conv.id, version, lastMessage: last?.json ?? null, unread: await repo.unreadCounts(conv.id) };

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Registry } from 'prom-client';
-import { BlockStatusPairsReply, GetUsersReply, idRecord, MessageCreatedEvent, MessageDeletedEvent, PresenceSchema, subjects, type Subjects, type User } from '@chat/contracts';
+import { BlockStatusPairsReply, GetUsersReply, usersById, idRecord, MessageCreatedEvent, MessageDeletedEvent, PresenceSchema, subjects, type Subjects } from '@chat/contracts';
 import { newId, PoisonEventError, runConsumer, type BatchResults, type BusClient, type Logger, type NatsConnection, type Queryable } from '@chat/platform';
 import { Decision, type NotificationMetrics } from './notification-metrics';
 import { NotificationsRepository, type NotificationPayload } from './notifications.repository';
@@ -170,14 +170,11 @@ export class MessageNotifier {
   private async store(list: Candidate[], out: Outcome[], fail: (list: Candidate[], err: unknown) => void): Promise<void> {
     let senders: Map<string, string>;
     try {
-      const users: User[] = [];
-      // A reply holds the profiles that fit a NATS message; the rest are asked for again.
-      for (let ids = [...new Set(list.map((c) => c.event.message.senderId))]; ids.length > 0; ) {
-        const r = await this.bus.request(this.s.conversations.getUsers, { ids }, GetUsersReply, { idempotent: true, hedge: true });
-        users.push(...r.users);
-        ids = ids.slice(Math.max(1, r.answered));
-      }
-      senders = new Map(users.map((u) => [u.id, u.username]));
+      const users = await usersById(
+        (ids) => this.bus.request(this.s.conversations.getUsers, { ids }, GetUsersReply, { idempotent: true, hedge: true }),
+        list.map((c) => c.event.message.senderId),
+      );
+      senders = new Map([...users.values()].map((u) => [u.id, u.username]));
     } catch (err) {
       fail(list, err);
       return;
@@ -262,13 +259,14 @@ export function startNotificationConsumer(nc: NatsConnection, prefix: string, no
       const valid: Array<{ index: number; event: MessageCreatedEvent }> = [];
       const deleted: Array<{ index: number; messageId: string }> = [];
       events.forEach(({ subject, data }, index) => {
-        if (s.is(subject, s.messageDeleted)) {
+        const base = s.messageEventBase(subject);
+        if (base === s.messageDeleted) {
           const event = MessageDeletedEvent.safeParse(data);
           if (!event.success) results[index] = new PoisonEventError(`${subject} does not match its contract`);
           else deleted.push({ index, messageId: event.data.messageId });
           return;
         }
-        if (!s.is(subject, s.messageCreated)) return;
+        if (base !== s.messageCreated) return;
         const event = MessageCreatedEvent.safeParse(data);
         // It will never parse: dead-letter it now rather than redeliver it for half an hour.
         if (!event.success) results[index] = new PoisonEventError(`${subject} does not match its contract`);

@@ -1,9 +1,8 @@
 import { createRoute } from '@hono/zod-openapi';
-import { GetUsersReply, PageMetaSchema, SearchMessagesReply, SearchQuery, SearchResultSchema, type SearchResult, type User } from '@chat/contracts';
-import type { Context } from 'hono';
+import { GetUsersReply, PageMetaSchema, SearchMessagesReply, SearchQuery, SearchResultSchema, unknownUser, usersById, type SearchResult } from '@chat/contracts';
 import { z } from 'zod';
 import type { Bus } from '../bus';
-import { firstValues, routeApp, type GatewayEnv } from '../http';
+import { firstValues, routeApp } from '../http';
 import { errors, ok, PAGE_ERRORS } from '../openapi';
 
 const search = createRoute({
@@ -32,7 +31,7 @@ export function searchRoutes(bus: Bus) {
   app.openapi(search, async (c) => {
     const q = c.req.valid('query');
     const page = await bus.call(c, bus.s.messages.search, { q: q.q, conversationId: q.conversationId, cursor: q.cursor, limit: q.limit }, SearchMessagesReply);
-    const users = await usersByIds(bus, c, [...new Set(page.items.map((h) => h.participantId))]);
+    const users = await usersById((ids) => bus.call(c, bus.s.conversations.getUsers, { ids }, GetUsersReply), page.items.map((h) => h.participantId));
     const data: SearchResult[] = page.items.map((h) => ({
       message: h.message,
       conversation: { id: h.message.conversationId, participant: users.get(h.participantId) ?? unknownUser(h.participantId) },
@@ -42,21 +41,3 @@ export function searchRoutes(bus: Bus) {
 
   return app;
 }
-
-/** The profiles of `ids` from the users directory (the conversations service). */
-async function usersByIds(bus: Bus, c: Context<GatewayEnv>, ids: string[]): Promise<Map<string, User>> {
-  const users = new Map<string, User>();
-  // A reply holds the profiles that fit a NATS message; the rest are asked for again.
-  for (let rest = ids; rest.length > 0; ) {
-    const r = await bus.call(c, bus.s.conversations.getUsers, { ids: rest }, GetUsersReply);
-    for (const u of r.users) users.set(u.id, u);
-    rest = rest.slice(Math.max(1, r.answered));
-  }
-  return users;
-}
-
-/**
- * Every participant is in the directory (a conversation is opened by
- * username); should one be missing, the hit still shows, under its id.
- */
-const unknownUser = (id: string): User => ({ id, username: id, displayName: null, avatarUrl: null });
